@@ -1,0 +1,113 @@
+"""Every error the API returns, as RFC 9457 problem+json, mapped in one table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from shared import errors
+
+PROBLEM_BASE = "https://ragq.dev/problems/"
+log = structlog.get_logger("api.errors")
+
+# domain error → (status, problem type, title)
+PROBLEMS: dict[type[errors.RagqError], tuple[int, str, str]] = {
+    errors.Unauthorized: (401, "unauthorized", "Unauthorized"),
+    errors.NotFound: (404, "not-found", "Not found"),
+    errors.Conflict: (409, "conflict", "Conflict"),
+    errors.PayloadTooLarge: (413, "payload-too-large", "Payload too large"),
+    errors.UnsupportedMediaType: (415, "unsupported-media-type", "Unsupported media type"),
+    errors.InvalidInput: (422, "validation-error", "Validation error"),
+    errors.RateLimited: (429, "rate-limited", "Rate limit exceeded"),
+    errors.BudgetExhausted: (429, "budget-exhausted", "Budget exhausted"),
+    errors.Overloaded: (429, "overloaded", "Overloaded"),
+    errors.NotReady: (503, "not-ready", "Not ready"),
+    errors.Timeout: (504, "timeout", "Timeout"),
+    errors.UpstreamError: (502, "upstream-error", "Upstream error"),
+}
+
+_HTTP_STATUS: dict[int, tuple[str, str]] = {
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("payload-too-large", "Payload too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+def problem(
+    request: Request | None,
+    status: int,
+    type_: str,
+    title: str,
+    detail: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A problem+json response that carries the request id."""
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + type_,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "request_id": getattr(request.state, "request_id", None) if request else None,
+        **extra,
+    }
+    return JSONResponse(
+        body, status_code=status, headers=headers, media_type="application/problem+json"
+    )
+
+
+def ragq_error_response(request: Request | None, exc: errors.RagqError) -> JSONResponse:
+    """The problem response of a domain error."""
+    status, type_, title = next(
+        (v for cls, v in PROBLEMS.items() if isinstance(exc, cls)), (500, "internal", "Error")
+    )
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return problem(request, status, type_, title, exc.detail, headers=headers, **exc.extra)
+
+
+async def _on_ragq_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.RagqError)
+    return ragq_error_response(request, exc)
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in exc.errors()
+    ]
+    detail = "; ".join(f"{'.'.join(f['loc'])}: {f['msg']}" for f in fields)
+    return problem(
+        request, 422, "validation-error", "Validation error", detail or "invalid", errors=fields
+    )
+
+
+async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    type_, title = _HTTP_STATUS.get(exc.status_code, ("http-error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem(request, exc.status_code, type_, title, detail, headers=exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("http.unhandled", error=type(exc).__name__)
+    return problem(request, 500, "internal", "Internal error", "An unexpected error occurred.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Make every error leave the app as problem+json."""
+    app.add_exception_handler(errors.RagqError, _on_ragq_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,56 @@
+"""Liveness, readiness and Prometheus metrics: the routes that need no key."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
+
+from api.deps import ClientsDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process can serve."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(clients: ClientsDep) -> JSONResponse:
+    """Readiness: Redis answers and at least one worker is alive."""
+    settings = clients.settings
+    checks: dict[str, str | int] = {
+        "redis": "ok",
+        "qdrant": "unknown",
+        "workers": 0,
+        "llm": "not_configured" if not settings.llm_base_urls else "unknown",
+    }
+    try:
+        await clients.redis.ping()
+        beats = await clients.redis.hgetall(clients.keys.workers)  # type: ignore[misc]
+    except RedisError:
+        checks["redis"] = "error"
+        beats = {}
+    fresh_after = time.time() - 3 * settings.heartbeat_s
+    live = [b for b in map(json.loads, beats.values()) if b.get("ts", 0) >= fresh_after]
+    checks["workers"] = len(live)
+    if live:
+        checks["qdrant"] = "ok" if any(b.get("qdrant") == "ok" for b in live) else "error"
+        if settings.llm_base_urls:
+            checks["llm"] = "ok" if any(b.get("llm") == "ok" for b in live) else "degraded"
+    ready = checks["redis"] == "ok" and len(live) > 0 and checks["qdrant"] == "ok"
+    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    headers = None if ready else {"Retry-After": "5"}
+    return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics() -> PlainTextResponse:
+    """Prometheus metrics of this process."""
+    return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)

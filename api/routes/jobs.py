@@ -1,0 +1,218 @@
+"""Jobs: submit, read (with long poll), cancel, stream events, and submit-and-wait."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from api.deps import ClientsDep, TenantDep
+from shared.errors import Conflict, InvalidInput, NotFound, Timeout
+from shared.jobstore import to_public
+from shared.schemas.jobs import (
+    TERMINAL_STATUSES,
+    JobCreate,
+    JobPublic,
+    RagCreate,
+    RagResponse,
+)
+
+router = APIRouter(prefix="/v1", tags=["jobs"])
+log = structlog.get_logger("api.jobs")
+
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
+
+
+def new_job_id() -> str:
+    """An unguessable job id (128 random bits)."""
+    return "job_" + secrets.token_hex(16)
+
+
+async def _load(clients: ClientsDep, tenant: str, job_id: str) -> dict[str, str]:
+    record = await clients.jobs.get(job_id)
+    if record is None or record.get("tenant") != tenant:
+        raise NotFound(f"No job {job_id!r}.")
+    return record
+
+
+async def _submit(
+    request: Request,
+    clients: ClientsDep,
+    tenant: str,
+    body: JobCreate,
+    idempotency_key: str | None,
+) -> tuple[JobPublic, bool]:
+    """Submit a job, honouring `Idempotency-Key`; returns the job and whether it is new."""
+    settings = clients.settings
+    if body.model is not None and body.model not in settings.allowed_models:
+        raise InvalidInput(
+            f"model {body.model!r} is not served here; choose one of "
+            f"{sorted(settings.allowed_models)}",
+            extra={"errors": [{"loc": ["body", "model"], "msg": "unknown model"}]},
+        )
+    job_id = new_job_id()
+    if idempotency_key is not None:
+        fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        key = clients.keys.idempotency(tenant, idempotency_key)
+        mine = json.dumps({"fingerprint": fingerprint, "job_id": job_id})
+        claimed = await clients.redis.set(key, mine, nx=True, ex=settings.idempotency_ttl_s)
+        if not claimed:
+            earlier = json.loads(await clients.redis.get(key) or mine)
+            if earlier["fingerprint"] != fingerprint:
+                raise Conflict("This Idempotency-Key was used with a different request body.")
+            record = await clients.jobs.get(earlier["job_id"])
+            if record is None:
+                raise NotFound("The job of this Idempotency-Key has expired.")
+            return to_public(record), False
+    structlog.contextvars.bind_contextvars(job_id=job_id)
+    job = await clients.jobs.submit(
+        job_id=job_id, tenant=tenant, request=body, request_id=request.state.request_id
+    )
+    assert job is not None, "fresh 128-bit ids do not collide"
+    log.info("job.submitted", queue=body.priority)
+    return job, True
+
+
+def _accepted(job: JobPublic) -> JSONResponse:
+    return JSONResponse(
+        job.model_dump(mode="json"), status_code=202, headers={"Location": job.links.self}
+    )
+
+
+@router.post("/jobs", status_code=202, response_model=JobPublic)
+async def submit_job(
+    request: Request,
+    body: JobCreate,
+    clients: ClientsDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> JSONResponse:
+    """Submit a RAG question as a job."""
+    job, _ = await _submit(request, clients, tenant, body, idempotency_key)
+    return _accepted(job)
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic)
+async def get_job(
+    job_id: str,
+    clients: ClientsDep,
+    tenant: TenantDep,
+    wait: Annotated[float, Query(ge=0, le=30)] = 0,
+) -> JobPublic:
+    """Read a job; `wait` holds the request until it is terminal or the seconds pass."""
+    record = await _load(clients, tenant, job_id)
+    if wait > 0 and record["status"] not in TERMINAL_STATUSES:
+        await clients.jobs.wait_terminal(job_id, wait)
+        record = await _load(clients, tenant, job_id)
+    return to_public(record)
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
+async def cancel_job(job_id: str, clients: ClientsDep, tenant: TenantDep) -> JobPublic:
+    """Cancel a queued or running job."""
+    record = await _load(clients, tenant, job_id)
+    if record["status"] in TERMINAL_STATUSES or await clients.jobs.cancel(job_id, record["queue"]) == 0:
+        raise Conflict(f"Job {job_id!r} has already finished.")
+    log.info("job.cancel_requested", job_id=job_id)
+    return to_public(await _load(clients, tenant, job_id))
+
+
+def _start_after(last_event_id: str | None, starting_after: int | None) -> int:
+    if starting_after is not None:
+        return starting_after
+    if last_event_id is None:
+        return 0
+    if not last_event_id.strip().isdigit():
+        raise InvalidInput("Last-Event-ID must be an event sequence number.")
+    return int(last_event_id)
+
+
+def _event_stream(clients: ClientsDep, job_id: str, after: int) -> EventSourceResponse:
+    settings = clients.settings
+
+    async def events() -> AsyncIterator[ServerSentEvent]:
+        position = after
+        block_ms = int(settings.sse_ping_s * 1000)
+        while True:
+            batch = await clients.jobs.read_events(job_id, position, block_ms=block_ms)
+            if not batch and await clients.jobs.get(job_id) is None:
+                return  # the job expired while we waited
+            for event in batch:
+                yield ServerSentEvent(data=event.data, event=event.name, id=str(event.sequence))
+                position = event.sequence
+                if event.terminal:
+                    return
+
+    return EventSourceResponse(
+        events(),
+        ping=settings.sse_ping_s,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+)
+async def job_events(
+    job_id: str,
+    clients: ClientsDep,
+    tenant: TenantDep,
+    last_event_id: LastEventId = None,
+    starting_after: Annotated[int | None, Query(ge=0)] = None,
+) -> EventSourceResponse:
+    """Stream a job's events: replay from the start (or a resume point), then follow live."""
+    await _load(clients, tenant, job_id)
+    return _event_stream(clients, job_id, _start_after(last_event_id, starting_after))
+
+
+@router.post(
+    "/rag",
+    response_model=RagResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def rag(
+    request: Request,
+    body: RagCreate,
+    clients: ClientsDep,
+    tenant: TenantDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Submit a question and wait for the answer (or stream it with `stream: true`)."""
+    job, _ = await _submit(request, clients, tenant, body.job(), idempotency_key)
+    if body.stream:
+        return _event_stream(clients, job.id, 0)
+    await clients.jobs.wait_terminal(job.id, body.timeout)
+    done = to_public(await _load(clients, tenant, job.id))
+    extra: dict[str, Any] = {"job_id": job.id}
+    if done.status == "completed" and done.result is not None:
+        r = done.result
+        answer = RagResponse(
+            job_id=job.id,
+            answer=r.answer,
+            citations=r.citations,
+            degraded=r.degraded,
+            degraded_reason=r.degraded_reason,
+            cached=r.cached,
+            usage=r.usage,
+            cost_usd=r.cost_usd,
+        )
+        return JSONResponse(answer.model_dump(mode="json"))
+    if done.status == "failed":
+        message = done.error.message if done.error else "the job failed"
+        raise Conflict(f"Job {job.id} failed: {message}", extra=extra)
+    if done.status == "cancelled":
+        raise Conflict(f"Job {job.id} was cancelled.", extra=extra)
+    raise Timeout(
+        f"Job {job.id} is still running after {body.timeout:g} s; poll {job.links.self}.",
+        extra=extra,
+    )

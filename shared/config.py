@@ -1,0 +1,101 @@
+"""Service settings: every `RAGQ_*` variable of docs/API.md, validated once.
+
+Only entry points call `get_settings()`; everything else receives a `Settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """ragq configuration, read from `RAGQ_*` environment variables and `.env`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAGQ_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # API
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_workers: int = Field(1, ge=1, le=64)
+    max_job_body_bytes: int = Field(1 * MiB, ge=1024)
+    max_document_body_bytes: int = Field(20 * MiB, ge=1024)
+    idempotency_ttl_s: int = Field(86_400, ge=60)
+    sse_ping_s: float = Field(15.0, gt=0, le=15.0)
+
+    # Redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_timeout_s: float = Field(5.0, gt=0)
+    redis_max_connections: int = Field(1000, ge=8)
+    key_prefix: str = Field("ragq", pattern=r"^[a-zA-Z0-9_.-]{1,32}$")
+
+    # Jobs and workers
+    result_ttl_s: int = Field(86_400, ge=60)
+    events_max_len: int = Field(20_000, ge=100)
+    job_timeout_s: float = Field(300.0, gt=0)
+    max_tries: int = Field(3, ge=1, le=20)
+    worker_max_jobs: int = Field(32, ge=1, le=1000)
+    worker_poll_s: float = Field(1.0, gt=0, le=10)  # fallback poll; wake-ups come from a notify list
+    lock_ttl_s: float = Field(15.0, ge=3)  # renewed every lock_ttl_s / 3 while a job runs
+    heartbeat_s: float = Field(5.0, gt=0)
+    max_queue_depth: int = Field(1000, ge=1)
+
+    # Retrieval
+    qdrant_url: str = ""
+    qdrant_path: Path = Path("data/qdrant")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_collection: str = "ragq_chunks"
+    qdrant_timeout_s: float = Field(10.0, gt=0)
+    embeddings_base_url: str = ""
+    embeddings_model: str = "wordllama-l2-supercat-256"
+    embeddings_api_key: SecretStr = SecretStr("EMPTY")
+    embeddings_timeout_s: float = Field(30.0, gt=0)
+    chunk_max_chars: int = Field(1200, ge=100)
+    chunk_overlap_chars: int = Field(150, ge=0)
+
+    # LLM
+    llm_base_url: str = ""
+    llm_model: str = "qwen2.5-7b-instruct"
+    llm_models: list[str] = Field(default_factory=list)  # extra models a request may name
+    llm_api_key: SecretStr = SecretStr("EMPTY")
+    llm_timeout_s: float = Field(30.0, gt=0)
+
+    # Cost and protection (enforced by later work; parsed here so the contract is whole)
+    daily_budget_usd: float = Field(50.0, ge=0)
+    budget_policy: Literal["degrade", "reject", "fallback_model"] = "degrade"
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def llm_base_urls(self) -> list[str]:
+        """The configured OpenAI-compatible endpoints (comma-separated in the variable)."""
+        return [u.strip() for u in self.llm_base_url.split(",") if u.strip()]
+
+    @property
+    def allowed_models(self) -> set[str]:
+        """Model names a request may ask for."""
+        return {self.llm_model, *self.llm_models}
+
+    @property
+    def embedded_qdrant(self) -> bool:
+        """True when Qdrant runs in qdrant-client's local mode inside the worker."""
+        return not self.qdrant_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,174 @@
+"""Document records in Redis: the source of truth for what retrieval may return.
+
+Each document has a visible `version`; chunks in the vector store carry the version
+they belong to, and retrieval keeps only chunks of visible versions. So a replace
+becomes visible in one step (`publish`), and a delete hides the document at once,
+before its chunks are purged from the vector store.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from shared.redis_keys import Keys
+from shared.schemas.common import rfc3339, utcnow
+from shared.schemas.documents import DocumentCreate, DocumentPublic
+
+# KEYS: record, text of the new version. ARGV: version, indexed_at, chunks.
+# Returns the replaced version ('' if none), or false when this version was superseded.
+_PUBLISH = """
+if redis.call('HGET', KEYS[1], 'pending_version') ~= ARGV[1] then return false end
+local old = redis.call('HGET', KEYS[1], 'version') or ''
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'pending_version', '', 'status', 'indexed',
+  'indexed_at', ARGV[2], 'chunks', ARGV[3], 'error', '')
+return old
+"""
+
+# KEYS: record. ARGV: version, status, error. Only the pending version may change status.
+_SET_STATUS = """
+if redis.call('HGET', KEYS[1], 'pending_version') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', ARGV[3])
+if ARGV[2] == 'failed' then redis.call('HSET', KEYS[1], 'pending_version', '') end
+return 1
+"""
+
+
+def new_version() -> str:
+    """A fresh, never reused version id."""
+    return "v" + secrets.token_hex(8)
+
+
+def new_document_id() -> str:
+    """A server-chosen document id."""
+    return "doc_" + secrets.token_hex(12)
+
+
+class DocumentStore:
+    """Document records, their source texts and their visible versions."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._publish = redis.register_script(_PUBLISH)
+        self._set_status = redis.register_script(_SET_STATUS)
+
+    async def stage(
+        self, tenant: str, doc: DocumentCreate, *, job_id: str
+    ) -> tuple[DocumentPublic, str]:
+        """Store a new version's text and mark the document queued; returns it and the version.
+
+        An existing document keeps serving its visible version until the new one is published.
+        """
+        doc_id = doc.id or new_document_id()
+        version = new_version()
+        key = self._keys.document(tenant, doc_id)
+        now = rfc3339(utcnow())
+        fields = {
+            "id": doc_id,
+            "title": doc.title,
+            "metadata": json.dumps(doc.metadata),
+            "status": "queued",
+            "pending_version": version,
+            "job_id": job_id,
+            "error": "",
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._keys.document_text(tenant, doc_id, version), doc.text)
+            pipe.hsetnx(key, "created_at", now)
+            pipe.hset(key, mapping=fields)
+            pipe.zadd(self._keys.documents(tenant), {doc_id: 0})
+            pipe.hgetall(key)
+            *_, record = await pipe.execute()
+        return to_public(record), version
+
+    async def get(self, tenant: str, doc_id: str) -> dict[str, str] | None:
+        """The raw record, or None."""
+        key = self._keys.document(tenant, doc_id)
+        raw = cast(dict[str, str], await self._redis.hgetall(key))  # type: ignore[misc]
+        return raw or None
+
+    async def text(self, tenant: str, doc_id: str, version: str) -> str | None:
+        """The source text of one version."""
+        raw = await self._redis.get(self._keys.document_text(tenant, doc_id, version))
+        return cast(str | None, raw)
+
+    async def set_status(self, tenant: str, doc_id: str, version: str, status: str, error: str = "") -> bool:
+        """Move the pending version to `indexing` or `failed`; False if it was superseded."""
+        key = self._keys.document(tenant, doc_id)
+        return bool(await self._set_status(keys=[key], args=[version, status, error]))
+
+    async def publish(self, tenant: str, doc_id: str, version: str, chunks: int) -> str | None:
+        """Make `version` the visible one in one step.
+
+        Returns the replaced version ('' if none), or None if this version was superseded
+        (posted again or deleted meanwhile) and must be purged instead.
+        """
+        key = self._keys.document(tenant, doc_id)
+        old = await self._publish(keys=[key], args=[version, rfc3339(utcnow()), chunks])
+        if old is None:
+            return None
+        old = cast(str, old)
+        if old:
+            await self._redis.delete(self._keys.document_text(tenant, doc_id, old))
+        return old
+
+    async def delete(self, tenant: str, doc_id: str) -> bool:
+        """Remove the document from the tenant's view at once; False if it did not exist."""
+        key = self._keys.document(tenant, doc_id)
+        record = await self.get(tenant, doc_id)
+        if record is None:
+            return False
+        versions = {record.get("version", ""), record.get("pending_version", "")} - {""}
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key, *(self._keys.document_text(tenant, doc_id, v) for v in versions))
+            pipe.zrem(self._keys.documents(tenant), doc_id)
+            await pipe.execute()
+        return True
+
+    async def page(
+        self, tenant: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[DocumentPublic], str | None]:
+        """Documents ordered by id after `cursor`; the cursor of the next page or None."""
+        start = f"({cursor}" if cursor else "-"
+        ids = cast(
+            list[str],
+            await self._redis.zrangebylex(
+                self._keys.documents(tenant), start, "+", start=0, num=limit + 1
+            ),
+        )
+        more = len(ids) > limit
+        ids = ids[:limit]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for doc_id in ids:
+                pipe.hgetall(self._keys.document(tenant, doc_id))
+            records = await pipe.execute()
+        docs = [to_public(r) for r in records if r]
+        return docs, (ids[-1] if more and ids else None)
+
+    async def visible_versions(self, tenant: str, doc_ids: list[str]) -> dict[str, str]:
+        """The visible version of each listed document that still exists."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for doc_id in doc_ids:
+                pipe.hget(self._keys.document(tenant, doc_id), "version")
+            versions = await pipe.execute()
+        return {d: v for d, v in zip(doc_ids, versions, strict=True) if v}
+
+
+def to_public(record: dict[str, Any]) -> DocumentPublic:
+    """The document object of docs/API.md from a stored record."""
+    chunks = record.get("chunks")
+    return DocumentPublic(
+        id=record["id"],
+        status=record["status"],
+        title=record.get("title", ""),
+        metadata=json.loads(record.get("metadata") or "{}"),
+        chunks=int(chunks) if chunks else None,
+        created_at=record["created_at"],
+        indexed_at=record.get("indexed_at") or None,
+        job_id=record.get("job_id") or None,
+        error=record.get("error") or None,
+    )

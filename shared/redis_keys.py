@@ -1,0 +1,80 @@
+"""Every Redis key and queue name ragq uses, in one place.
+
+All keys start with the configured prefix, so several deployments (or test runs)
+can share one Redis without touching each other's data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+QueueName = Literal["interactive", "batch"]
+QUEUES: tuple[QueueName, ...] = ("interactive", "batch")
+
+# arq resolves job functions by name; the API enqueues by these names only.
+ANSWER_JOB = "answer"
+INGEST_JOB = "ingest"
+PURGE_JOB = "purge_document"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix."""
+
+    prefix: str = "ragq"
+
+    def queue(self, name: str) -> str:
+        """The arq queue (sorted set) for a priority class."""
+        return f"{self.prefix}:queue:{name}"
+
+    def queue_notify(self, name: str) -> str:
+        """List that enqueue pushes a token to, so idle workers wake at once."""
+        return f"{self.prefix}:queue:{name}:notify"
+
+    def job(self, job_id: str) -> str:
+        """Hash holding a job record."""
+        return f"{self.prefix}:job:{job_id}"
+
+    def job_events(self, job_id: str) -> str:
+        """Stream of a job's events; entry ids are `0-<sequence>`."""
+        return f"{self.prefix}:job:{job_id}:events"
+
+    @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel on which the API announces cancelled job ids."""
+        return f"{self.prefix}:cancel"
+
+    def idempotency(self, tenant: str, key: str) -> str:
+        """Idempotency record of one tenant's request key."""
+        return f"{self.prefix}:idem:{tenant}:{key}"
+
+    def api_key(self, digest: str) -> str:
+        """Hash of an API key's record, by the SHA-256 of the key."""
+        return f"{self.prefix}:apikey:{digest}"
+
+    @property
+    def api_key_index(self) -> str:
+        """Hash of key id → digest, for listing and revoking."""
+        return f"{self.prefix}:apikeys"
+
+    def document(self, tenant: str, document_id: str) -> str:
+        """Hash holding a document record."""
+        return f"{self.prefix}:doc:{tenant}:{document_id}"
+
+    def document_text(self, tenant: str, document_id: str, version: str) -> str:
+        """The source text of one version of a document."""
+        return f"{self.prefix}:doctext:{tenant}:{document_id}:{version}"
+
+    def documents(self, tenant: str) -> str:
+        """Sorted set of a tenant's document ids, scored by creation order."""
+        return f"{self.prefix}:docs:{tenant}"
+
+    @property
+    def workers(self) -> str:
+        """Hash of live worker id → heartbeat JSON."""
+        return f"{self.prefix}:workers"
+
+    def dev(self, name: str) -> str:
+        """Markers kept by `ragq dev`."""
+        return f"{self.prefix}:dev:{name}"

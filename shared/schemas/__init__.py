@@ -1,0 +1,1 @@
+"""Pydantic models that are both the HTTP contract (docs/API.md) and the job payloads."""
