@@ -1,4 +1,4 @@
-"""Request dependencies: the lifespan-owned clients and the caller's tenant. They never construct."""
+"""Request dependencies: lifespan-owned clients and the caller's tenant; they never construct."""
 
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ from redis.retry import Retry
 
 from shared.config import Settings
 
-
 BLOCKING_READ_MAX_S = 15.0  # the longest XREAD BLOCK / BLPOP ragq issues
 
 
@@ -32,4 +31,4 @@ def make_redis(settings: Settings, *, blocking: bool = False) -> Redis:
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3),
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
-    return Redis(connection_pool=pool)
+    return Redis.from_pool(pool)  # closing the client closes its pool

@@ -43,9 +43,12 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(300.0, gt=0)
     max_tries: int = Field(3, ge=1, le=20)
     worker_max_jobs: int = Field(32, ge=1, le=1000)
-    worker_poll_s: float = Field(1.0, gt=0, le=10)  # fallback poll; wake-ups come from a notify list
+    worker_poll_s: float = Field(
+        1.0, gt=0, le=10
+    )  # fallback poll; wake-ups come from a notify list
     lock_ttl_s: float = Field(15.0, ge=3)  # renewed every lock_ttl_s / 3 while a job runs
     heartbeat_s: float = Field(5.0, gt=0)
+    worker_drain_s: float = Field(20.0, ge=0)  # on SIGTERM, running jobs get this long to finish
     max_queue_depth: int = Field(1000, ge=1)
 
     # Retrieval

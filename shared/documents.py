@@ -96,7 +96,9 @@ class DocumentStore:
         raw = await self._redis.get(self._keys.document_text(tenant, doc_id, version))
         return cast(str | None, raw)
 
-    async def set_status(self, tenant: str, doc_id: str, version: str, status: str, error: str = "") -> bool:
+    async def set_status(
+        self, tenant: str, doc_id: str, version: str, status: str, error: str = ""
+    ) -> bool:
         """Move the pending version to `indexing` or `failed`; False if it was superseded."""
         key = self._keys.document(tenant, doc_id)
         return bool(await self._set_status(keys=[key], args=[version, status, error]))

@@ -1,20 +1,20 @@
 """The one exception tree of ragq; routes and jobs raise these, `api/errors.py` maps them.
 
-    RagqError
-    ├── Unauthorized
-    ├── NotFound
-    ├── Conflict
-    ├── PayloadTooLarge
-    ├── UnsupportedMediaType
-    ├── InvalidInput
-    ├── RateLimited
-    ├── Overloaded
-    ├── BudgetExhausted
-    ├── NotReady
-    ├── Timeout
-    └── UpstreamError
-        ├── UpstreamUnavailable
-        └── UpstreamTimeout
+RagqError
+├── Unauthorized
+├── NotFound
+├── Conflict
+├── PayloadTooLarge
+├── UnsupportedMediaType
+├── InvalidInput
+├── RateLimited
+├── Overloaded
+├── BudgetExhausted
+├── NotReady
+├── Timeout
+└── UpstreamError
+    ├── UpstreamUnavailable
+    └── UpstreamTimeout
 """
 
 from __future__ import annotations

@@ -25,10 +25,10 @@ local function enqueue(job_key, queue, notify, payload, score, expires_ms)
   redis.call('SET', job_key, payload, 'PX', expires_ms)
   redis.call('ZADD', queue, score, string.sub(job_key, 9))
   redis.call('LPUSH', notify, '1')
-  redis.call('LTRIM', notify, 0, %d)
+  redis.call('LTRIM', notify, 0, NOTIFY_LAST)
   return 1
 end
-""" % (NOTIFY_MAX_LEN - 1)
+""".replace("NOTIFY_LAST", str(NOTIFY_MAX_LEN - 1))
 
 _ENQUEUE = ENQUEUE_LUA + "return enqueue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])"
 
@@ -62,7 +62,9 @@ class Enqueuer:
         self._keys = keys
         self._script = redis.register_script(_ENQUEUE)
 
-    async def enqueue(self, queue: str, function: str, job_id: str, payload: dict[str, Any]) -> bool:
+    async def enqueue(
+        self, queue: str, function: str, job_id: str, payload: dict[str, Any]
+    ) -> bool:
         """Put the job on the queue; False if a job with this id is already queued."""
         body, score = arq_payload(function, payload)
         done = await self._script(

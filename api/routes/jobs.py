@@ -119,7 +119,10 @@ async def get_job(
 async def cancel_job(job_id: str, clients: ClientsDep, tenant: TenantDep) -> JobPublic:
     """Cancel a queued or running job."""
     record = await _load(clients, tenant, job_id)
-    if record["status"] in TERMINAL_STATUSES or await clients.jobs.cancel(job_id, record["queue"]) == 0:
+    if (
+        record["status"] in TERMINAL_STATUSES
+        or await clients.jobs.cancel(job_id, record["queue"]) == 0
+    ):
         raise Conflict(f"Job {job_id!r} has already finished.")
     log.info("job.cancel_requested", job_id=job_id)
     return to_public(await _load(clients, tenant, job_id))

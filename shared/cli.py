@@ -1,0 +1,211 @@
+"""The `ragq` command: serve, worker, dev, keys, ingest, ask.
+
+The API and worker entry points are resolved by name (as uvicorn and arq do), so this
+dispatcher never imports `api` or `workers` code into `shared`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.config import get_settings
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port if args.port is not None else settings.port,
+        workers=args.workers or settings.api_workers,
+        log_config=None,  # create_app configures structlog JSON logging
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    importlib.import_module("workers.main").run(args.queue)
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from shared.apikeys import ApiKeyStore
+    from shared.clients import make_redis
+    from shared.redis_keys import Keys
+
+    async def main() -> int:
+        settings = get_settings()
+        redis = make_redis(settings)
+        store = ApiKeyStore(redis, Keys(settings.key_prefix))
+        try:
+            if args.keys_cmd == "create":
+                key, _ = await store.create(
+                    args.tenant,
+                    rpm=args.rpm,
+                    max_concurrent=args.max_concurrent,
+                    daily_budget_usd=args.daily_budget_usd,
+                    tier=args.tier,
+                )
+                print(key)
+            elif args.keys_cmd == "list":
+                for k in await store.list():
+                    state = "revoked" if k.revoked else "active"
+                    print(
+                        f"{k.key_id}\t{k.tenant}\t{state}\trpm={k.rpm}\t"
+                        f"max_concurrent={k.max_concurrent}\ttier={k.tier}\t{k.created_at}"
+                    )
+            elif not await store.revoke(args.key_id):
+                print(f"no key {args.key_id}", file=sys.stderr)
+                return 1
+            return 0
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(main())
+
+
+def _headers(key: str | None) -> dict[str, str]:
+    key = key or os.environ.get("RAGQ_API_KEY")
+    if not key:
+        raise SystemExit("an API key is needed: pass --key or set RAGQ_API_KEY")
+    return {"Authorization": f"Bearer {key}"}
+
+
+def _files(paths: list[str]) -> Iterator[Path]:
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.suffix in {".md", ".txt"})
+        else:
+            yield path
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    files = list(_files(args.paths))
+    failures = 0
+    with httpx.Client(base_url=args.url, headers=_headers(args.key), timeout=60) as client:
+        for n, path in enumerate(files, start=1):
+            text = path.read_text(encoding="utf-8")
+            title = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith("# ")), "")
+            body = {"id": path.stem, "title": title or path.stem, "text": text}
+            response = client.post("/v1/documents", json=body)
+            ok = response.status_code == 202
+            failures += not ok
+            status = "queued" if ok else f"error {response.status_code}: {response.text[:200]}"
+            print(f"[{n}/{len(files)}] {path} {status}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from httpx_sse import connect_sse
+
+    body: dict[str, Any] = {"question": args.question, "top_k": args.top_k}
+    with httpx.Client(base_url=args.url, headers=_headers(args.key), timeout=130) as client:
+        if args.no_stream:
+            response = client.post("/v1/rag", json=body)
+            if response.status_code != 200:
+                print(response.text, file=sys.stderr)
+                return 1
+            result = response.json()
+            print(result["answer"])
+            citations = result["citations"]
+        else:
+            citations = []
+            with connect_sse(client, "POST", "/v1/rag", json={**body, "stream": True}) as source:
+                if source.response.status_code != 200:
+                    source.response.read()
+                    print(source.response.text, file=sys.stderr)
+                    return 1
+                for event in source.iter_sse():
+                    data = json.loads(event.data)
+                    if event.event == "retrieval.completed":
+                        citations = data["citations"]
+                    elif event.event == "answer.delta":
+                        print(data["delta"], end="", flush=True)
+                    elif event.event == "job.failed":
+                        print(f"\nfailed: {data['error']}", file=sys.stderr)
+                        return 1
+            print()
+    print()
+    for c in citations:
+        print(f"[{c['index']}] {c['title']} ({c['document_id']}, chars {c['start']}-{c['end']})")
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    return int(importlib.import_module("shared.devstack").run_dev(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `ragq` argument parser."""
+    parser = argparse.ArgumentParser(prog="ragq", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="API processes")
+    serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser("worker", help="run one worker process")
+    worker.add_argument("--queue", choices=["interactive", "batch"], help="default: both")
+    worker.set_defaults(func=_worker)
+
+    dev = sub.add_parser("dev", help="everything on this machine, for a first try")
+    dev.add_argument("--corpus", default="data/corpus", help="sample corpus to load once")
+    dev.set_defaults(func=_dev)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_cmd", required=True)
+    create = keys_sub.add_parser("create", help="issue a key (printed on stdout)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--rpm", type=int, default=0, help="requests per minute (0 = default)")
+    create.add_argument("--max-concurrent", type=int, default=0)
+    create.add_argument("--daily-budget-usd", type=float)
+    create.add_argument("--tier", default="default")
+    keys_sub.add_parser("list", help="list keys")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    keys.set_defaults(func=_keys)
+
+    ingest = sub.add_parser("ingest", help="upload .md/.txt files or folders through the API")
+    ingest.add_argument("paths", nargs="+")
+    ingest.add_argument("--url", default=DEFAULT_URL)
+    ingest.add_argument("--key")
+    ingest.set_defaults(func=_ingest)
+
+    ask = sub.add_parser("ask", help="ask a question; streams the answer, then the citations")
+    ask.add_argument("question")
+    ask.add_argument("--url", default=DEFAULT_URL)
+    ask.add_argument("--key")
+    ask.add_argument("--top-k", type=int, default=5)
+    ask.add_argument("--no-stream", action="store_true")
+    ask.set_defaults(func=_ask)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ragq` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

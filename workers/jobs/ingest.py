@@ -1,0 +1,119 @@
+"""The ingest job (chunk → validate offsets → embed → upsert → publish) and the purge job.
+
+A new version's chunks are written beside the old ones and become visible in one
+step when the document record is published; a failure leaves the old version served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from functools import partial
+from typing import Any
+
+import structlog
+
+from shared.logging import get_logger
+from shared.schemas.documents import IngestJobPayload, PurgeJobPayload
+from workers.lifecycle import Runtime
+from workers.rag.chunking import Chunk, ChunkOffsetError, chunk_text, validate_chunks
+from workers.rag.vectorstore import StoredChunk
+
+log = get_logger("workers.ingest")
+EMBED_BATCH = 256  # chunks per embedding call
+
+
+def _chunk_and_validate(text: str, max_chars: int, overlap: int) -> list[Chunk]:
+    chunks = chunk_text(text, max_chars=max_chars, overlap_chars=overlap)
+    validate_chunks(text, chunks)
+    return chunks
+
+
+async def ingest(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Index one version of a document (arq job function)."""
+    rt: Runtime = ctx["runtime"]
+    job = IngestJobPayload.model_validate(payload)
+    tenant, doc_id, version = job.tenant, job.document_id, job.version
+    structlog.contextvars.bind_contextvars(
+        request_id=job.request_id, tenant=tenant, job_id=job.job_id, document_id=doc_id
+    )
+    try:
+        if not await rt.documents.set_status(tenant, doc_id, version, "indexing"):
+            log.info("ingest.superseded", version=version)
+            return
+        record = await rt.documents.get(tenant, doc_id)
+        text = await rt.documents.text(tenant, doc_id, version)
+        if record is None or text is None:
+            return
+        loop = asyncio.get_running_loop()
+        settings = rt.settings
+        try:
+            chunks = await loop.run_in_executor(
+                rt.executor,
+                partial(
+                    _chunk_and_validate,
+                    text,
+                    settings.chunk_max_chars,
+                    settings.chunk_overlap_chars,
+                ),
+            )
+        except ChunkOffsetError as exc:
+            await rt.documents.set_status(tenant, doc_id, version, "failed", f"chunking: {exc}")
+            log.error("ingest.bad_chunks", error=str(exc))
+            return
+        if not chunks:
+            await rt.documents.set_status(tenant, doc_id, version, "failed", "no text to index")
+            return
+        metadata = _metadata(record.get("metadata"))
+        stored = [
+            StoredChunk(
+                tenant=tenant,
+                document_id=doc_id,
+                version=version,
+                index=c.index,
+                start=c.start,
+                end=c.end,
+                text=c.text,
+                title=record.get("title") or doc_id,
+                section=c.section,
+                metadata=metadata,
+            )
+            for c in chunks
+        ]
+        for i in range(0, len(stored), EMBED_BATCH):
+            batch = stored[i : i + EMBED_BATCH]
+            vectors = await rt.embedder.embed([c.text for c in batch])
+            await rt.store.upsert(batch, vectors)
+        replaced = await rt.documents.publish(tenant, doc_id, version, len(chunks))
+        if replaced is None:  # deleted or re-posted while we indexed
+            await rt.store.delete_document(tenant, doc_id, only_versions=[version])
+            log.info("ingest.superseded_after_index", version=version)
+            return
+        if replaced:
+            await rt.store.delete_document(tenant, doc_id, only_versions=[replaced])
+        log.info("ingest.indexed", version=version, chunks=len(chunks), replaced=replaced or None)
+    except Exception as exc:
+        log.exception("ingest.failed")
+        await rt.documents.set_status(
+            tenant, doc_id, version, "failed", f"indexing failed: {type(exc).__name__}"
+        )
+        await rt.store.delete_document(tenant, doc_id, only_versions=[version])
+    finally:
+        structlog.contextvars.unbind_contextvars("job_id", "tenant", "request_id", "document_id")
+
+
+async def purge_document(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
+    """Remove a deleted document's chunks, keeping any version posted since (arq job)."""
+    rt: Runtime = ctx["runtime"]
+    job = PurgeJobPayload.model_validate(payload)
+    record = await rt.documents.get(job.tenant, job.document_id)
+    keep = (
+        {record.get("version", ""), record.get("pending_version", "")} - {""} if record else set()
+    )
+    await rt.store.delete_document(job.tenant, job.document_id, keep_versions=sorted(keep))
+    log.info("document.purged", document_id=job.document_id, kept=sorted(keep))
+
+
+def _metadata(raw: str | None) -> dict[str, str | int | float | bool]:
+    value = json.loads(raw or "{}")
+    return {k: v for k, v in value.items() if isinstance(v, str | int | float | bool)}

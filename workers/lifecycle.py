@@ -1,0 +1,139 @@
+"""The worker process's clients and background duties: start-up, heartbeat, cancel listener.
+
+One `Runtime` per process, shared by its queue workers through arq's `ctx`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.clients import make_redis
+from shared.config import Settings
+from shared.documents import DocumentStore
+from shared.jobstore import JobStore
+from shared.logging import get_logger
+from shared.redis_keys import Keys
+from workers.rag.embeddings import Embedder, build_embedder
+from workers.rag.llm import LLMClient
+from workers.rag.retrieval import Retriever
+from workers.rag.vectorstore import ChunkStore
+
+log = get_logger("workers.lifecycle")
+
+
+@dataclass(slots=True)
+class Runtime:
+    """Everything a job needs, opened once per worker process."""
+
+    settings: Settings
+    keys: Keys
+    redis: Redis
+    redis_blocking: Redis
+    jobs: JobStore
+    documents: DocumentStore
+    store: ChunkStore
+    embedder: Embedder
+    retriever: Retriever
+    llm: LLMClient | None
+    executor: ThreadPoolExecutor  # CPU-bound work (chunking, embedding) stays off the loop
+    worker_id: str
+    queues: tuple[str, ...]
+    running: dict[str, asyncio.Task[object]] = field(default_factory=dict)
+    cancelled: set[str] = field(default_factory=set)
+    status: dict[str, str] = field(default_factory=dict)
+
+    async def aclose(self) -> None:
+        """Close every client, in reverse order of opening."""
+        with contextlib.suppress(RedisError):
+            await self.redis.hdel(self.keys.workers, self.worker_id)  # type: ignore[misc]
+        if self.llm is not None:
+            await self.llm.aclose()
+        await self.embedder.aclose()
+        await self.store.aclose()
+        await self.redis.aclose()
+        await self.redis_blocking.aclose()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
+    """Open the process's clients (Redis, embedder, vector store, LLM)."""
+    keys = Keys(settings.key_prefix)
+    redis = make_redis(settings)
+    redis_blocking = make_redis(settings, blocking=True)
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ragq-cpu")
+    embedder = await build_embedder(settings, executor)
+    store = await ChunkStore.open(settings, dim=embedder.dim)
+    documents = DocumentStore(redis, keys)
+    runtime = Runtime(
+        settings=settings,
+        keys=keys,
+        redis=redis,
+        redis_blocking=redis_blocking,
+        jobs=JobStore(
+            redis, keys, ttl_s=settings.result_ttl_s, events_max_len=settings.events_max_len
+        ),
+        documents=documents,
+        store=store,
+        embedder=embedder,
+        retriever=Retriever(store, embedder, documents),
+        llm=LLMClient(settings) if settings.llm_base_urls else None,
+        executor=executor,
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        queues=queues,
+    )
+    log.info(
+        "worker.runtime_opened",
+        embedder=embedder.name,
+        dim=embedder.dim,
+        qdrant="local" if settings.embedded_qdrant else "server",
+        llm="configured" if runtime.llm else "none",
+    )
+    return runtime
+
+
+async def heartbeat(rt: Runtime) -> None:
+    """Tell readiness checks that this worker lives, and how its dependencies look."""
+    while True:
+        rt.status["qdrant"] = "ok" if await rt.store.ping() else "error"
+        if rt.llm is None:
+            rt.status["llm"] = "not_configured"
+        else:
+            rt.status["llm"] = "ok" if await rt.llm.ping() else "degraded"
+        beat = {"ts": time.time(), "queues": list(rt.queues), "running": len(rt.running)}
+        try:
+            await rt.redis.hset(  # type: ignore[misc]
+                rt.keys.workers, rt.worker_id, json.dumps({**beat, **rt.status})
+            )
+        except RedisError as exc:
+            log.warning("worker.heartbeat_failed", error=str(exc))
+        await asyncio.sleep(rt.settings.heartbeat_s)
+
+
+async def cancel_listener(rt: Runtime) -> None:
+    """Stop a running job within moments of its cancel request (one subscription per process)."""
+    while True:
+        try:
+            pubsub = rt.redis_blocking.pubsub(ignore_subscribe_messages=True)
+            async with pubsub:
+                await pubsub.subscribe(rt.keys.cancel_channel)
+                async for message in pubsub.listen():
+                    job_id = message.get("data")
+                    task = rt.running.get(job_id) if isinstance(job_id, str) else None
+                    if task is not None and not task.done():
+                        assert isinstance(job_id, str)
+                        rt.cancelled.add(job_id)
+                        task.cancel()
+                        log.info("job.cancel_delivered", job_id=job_id)
+        except RedisError as exc:
+            log.warning("worker.cancel_listener_failed", error=str(exc))
+            await asyncio.sleep(1)

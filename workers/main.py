@@ -1,0 +1,140 @@
+"""The worker entry point: `WorkerSettings` and `run()`, which serves one or both queues.
+
+Each queue gets its own arq worker (own slots, so a batch flood never takes an
+interactive slot); both share one process `Runtime` (clients, model, vector store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any, ClassVar
+
+from arq.connections import RedisSettings
+
+from shared.config import Settings, get_settings
+from shared.logging import configure_logging, get_logger
+from shared.queue import json_dumps, json_loads
+from shared.redis_keys import QUEUES, Keys
+from workers.jobs import FUNCTIONS
+from workers.lifecycle import Runtime, cancel_listener, heartbeat, open_runtime
+from workers.runtime import RagqWorker
+
+log = get_logger("workers.main")
+
+
+class WorkerSettings:
+    """arq settings of a ragq worker (JSON jobs, never pickle)."""
+
+    functions: ClassVar[list[Any]] = FUNCTIONS
+    job_serializer = staticmethod(json_dumps)
+    job_deserializer = staticmethod(json_loads)
+    keep_result = 0  # results live in ragq's job records, not arq's
+    allow_abort_jobs = False  # cancel goes through ragq's own channel
+    handle_signals = False  # run() handles signals for all of a process's queue workers
+
+    @classmethod
+    def for_queue(cls, settings: Settings, queue: str) -> dict[str, Any]:
+        """Keyword arguments of `RagqWorker` for one queue."""
+        keys = Keys(settings.key_prefix)
+        return {
+            "functions": cls.functions,
+            "queue_name": keys.queue(queue),
+            "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+            "job_serializer": cls.job_serializer,
+            "job_deserializer": cls.job_deserializer,
+            "keep_result": cls.keep_result,
+            "allow_abort_jobs": cls.allow_abort_jobs,
+            "handle_signals": cls.handle_signals,
+            "max_jobs": settings.worker_max_jobs,
+            "job_timeout": settings.job_timeout_s,
+            "max_tries": settings.max_tries,
+            "poll_delay": settings.worker_poll_s,
+            "health_check_interval": 60,
+            "notify_key": keys.queue_notify(queue),
+            "lock_ttl_s": settings.lock_ttl_s,
+        }
+
+
+async def serve(
+    settings: Settings,
+    queues: tuple[str, ...],
+    *,
+    burst: bool = False,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run queue workers until `stop` is set (or, with `burst`, until the queues are empty)."""
+    rt = await open_runtime(settings, queues)
+    ctx: dict[str, Any] = {"runtime": rt}
+    workers = [
+        RagqWorker(
+            **WorkerSettings.for_queue(settings, q),
+            ctx=ctx,
+            burst=burst,
+            notify_redis=rt.redis_blocking,
+            on_abandoned=_abandoned(rt),
+        )
+        for q in queues
+    ]
+    background = [asyncio.create_task(heartbeat(rt)), asyncio.create_task(cancel_listener(rt))]
+    runs = [asyncio.create_task(w.async_run()) for w in workers]
+    log.info("worker.started", queues=list(queues), max_jobs=settings.worker_max_jobs)
+    try:
+        if stop is None:
+            await asyncio.gather(*runs)
+        else:
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait([stopper, *runs], return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            await _drain(workers, settings.worker_drain_s)
+    finally:
+        for task in runs:
+            task.cancel()
+        jobs = [t for w in workers for t in w.tasks.values()]
+        for task in jobs:
+            task.cancel()  # shutdown: arq puts these jobs back on the queue
+        await asyncio.gather(*runs, *jobs, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        for w in workers:
+            await w.close()
+        await rt.aclose()
+        log.info("worker.stopped")
+
+
+async def _drain(workers: list[RagqWorker], grace_s: float) -> None:
+    """Stop taking jobs and give running ones `grace_s` seconds to finish."""
+    for w in workers:
+        w.allow_pick_jobs = False
+    running = [t for w in workers for t in w.tasks.values()]
+    if running:
+        log.info("worker.draining", jobs=len(running), grace_s=grace_s)
+        await asyncio.wait(running, timeout=grace_s)
+
+
+def _abandoned(rt: Runtime) -> Any:
+    async def mark_failed(job_id: str) -> None:
+        await rt.jobs.finish(
+            job_id,
+            "failed",
+            error={"type": "abandoned", "message": "the job could not be run (tries exhausted)"},
+        )
+
+    return mark_failed
+
+
+def run(queue: str | None = None) -> None:
+    """`ragq worker`: serve one queue, or both when none is named; stops on SIGINT/SIGTERM."""
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    queues = (queue,) if queue else QUEUES
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, queues, stop=stop)
+
+    asyncio.run(main())

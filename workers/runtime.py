@@ -1,0 +1,119 @@
+"""arq's Worker with two measured weaknesses removed (see ARQ-NOTES.md, arq pinned 0.28.*).
+
+* Pickup: instead of sleeping `poll_delay` between polls, an idle worker with a free
+  slot blocks on the queue's notify list (the API pushes a token per enqueue), so a
+  job starts within milliseconds; the poll stays as the fallback for retries,
+  deferred jobs and lost tokens. A finishing job wakes a full worker at once.
+* Crashes: the in-progress lock gets a short TTL that is renewed while the job runs,
+  so a SIGKILLed worker's job is re-run after about one TTL, never while it is alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from arq.constants import in_progress_key_prefix
+from arq.worker import Worker
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.logging import get_logger
+
+log = get_logger("workers.runtime")
+
+AbandonedHook = Callable[[str], Awaitable[None]]
+
+
+class RagqWorker(Worker):  # type: ignore[misc]
+    """An arq Worker woken by a notify list, with a short, renewed job lock."""
+
+    def __init__(
+        self,
+        *args: Any,
+        notify_redis: Redis,
+        notify_key: str,
+        lock_ttl_s: float,
+        on_abandoned: AbandonedHook | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_progress_timeout_s = lock_ttl_s  # arq would use max job timeout + 10 s
+        self._notify_redis = notify_redis
+        self._notify_key = notify_key
+        self._on_abandoned = on_abandoned
+        self._slot_freed = asyncio.Event()
+
+    async def main(self) -> None:
+        """arq's main loop with the sleep between polls replaced by a wake-up wait."""
+        if self._pool is None:
+            from arq.connections import create_pool
+
+            self._pool = await create_pool(
+                self.redis_settings,
+                job_deserializer=self.job_deserializer,
+                job_serializer=self.job_serializer,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
+            )
+        self.ctx.setdefault("redis", self.pool)
+        if self.on_startup:
+            await self.on_startup(self.ctx)
+        renewer = asyncio.create_task(self._renew_locks(), name=f"lock-renewer:{self.queue_name}")
+        try:
+            while True:
+                await self._poll_iteration()
+                if self.burst:
+                    if 0 <= self.max_burst_jobs <= self._jobs_started():
+                        await asyncio.gather(*self.tasks.values())
+                        return
+                    if await self.pool.zcard(self.queue_name) == 0:
+                        await asyncio.gather(*self.tasks.values())
+                        return
+                await self._wait_for_work()
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+
+    async def _wait_for_work(self) -> None:
+        """Return when a job may be waiting: a notify token, a freed slot, or the poll delay."""
+        if self.job_counter < self.max_jobs and self.allow_pick_jobs:
+            try:
+                await self._notify_redis.blpop([self._notify_key], timeout=self.poll_delay_s)
+            except RedisError as exc:  # the poll keeps working; do not spin on a dead Redis
+                log.warning("worker.notify_failed", error=str(exc))
+                await asyncio.sleep(self.poll_delay_s)
+            return
+        self._slot_freed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.poll_delay_s):
+                await self._slot_freed.wait()
+
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
+    async def _renew_locks(self) -> None:
+        """Keep the lock of every job this worker runs alive; a dead worker's locks lapse."""
+        ttl_ms = int(self.in_progress_timeout_s * 1000)
+        while True:
+            await asyncio.sleep(self.in_progress_timeout_s / 3)
+            running = list(self.tasks)
+            if not running:
+                continue
+            try:
+                async with self.pool.pipeline(transaction=False) as pipe:
+                    for job_id in running:
+                        pipe.pexpire(in_progress_key_prefix + job_id, ttl_ms)
+                    await pipe.execute()
+            except RedisError as exc:
+                log.warning("worker.lock_renew_failed", error=str(exc), jobs=len(running))
+
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        """arq gave up on a job without running it (expired, too many tries): record it."""
+        await super().finish_failed_job(job_id, result_data)
+        if self._on_abandoned is not None:
+            await self._on_abandoned(job_id)
