@@ -112,6 +112,17 @@ class RagqWorker(Worker):  # type: ignore[misc]
             except RedisError as exc:
                 log.warning("worker.lock_renew_failed", error=str(exc), jobs=len(running))
 
+    async def close(self) -> None:
+        """arq's close, minus its deprecated redis call; the caller has stopped the jobs."""
+        if self._pool is None:
+            return
+        with contextlib.suppress(RedisError):
+            await self.pool.delete(self.health_check_key)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
+
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """arq gave up on a job without running it (expired, too many tries): record it."""
         await super().finish_failed_job(job_id, result_data)

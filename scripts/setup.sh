@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by the README's two commands: a venv with ragq installed,
+# and a Redis answering at $RAGQ_REDIS_URL (started, or installed then started, if needed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  say "Python 3.11 or newer is needed (found: $("$PYTHON" --version 2>&1 || echo none)); set PYTHON=/path/to/python3.11"
+  exit 1
+fi
+if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing python3-venv"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  else
+    say "the Python venv module is missing: install it (Debian: sudo apt-get install python3-venv)"
+    exit 1
+  fi
+fi
+
+# 1. The virtualenv, reinstalled only when pyproject.toml changes.
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.ragq-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  say "installing ragq and its dependencies into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -U pip 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+  .venv/bin/python -c 'import api, workers, shared, arq, qdrant_client, wordllama' || { say "install failed"; exit 1; }
+  echo "$want" > "$stamp"
+fi
+
+# 2. Redis.
+url=${RAGQ_REDIS_URL:-redis://127.0.0.1:6379/0}
+hostport=${url#redis://}; hostport=${hostport#*@}; hostport=${hostport%%/*}
+host=${hostport%%:*}; port=${hostport##*:}; [ "$port" = "$hostport" ] && port=6379
+redis_up() { .venv/bin/python - "$host" "$port" <<'PY'
+import socket, sys
+try:
+    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2) as s:
+        s.sendall(b"PING\r\n"); sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
+except OSError:
+    sys.exit(1)
+PY
+}
+if ! redis_up; then
+  if ! command -v redis-server >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing redis-server"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    else
+      say "no Redis at $host:$port and redis-server is missing: install it (Debian: sudo apt-get install redis-server) or set RAGQ_REDIS_URL"
+      exit 1
+    fi
+  fi
+  if [ "$host" != 127.0.0.1 ] && [ "$host" != localhost ]; then
+    say "no Redis answers at $host:$port (RAGQ_REDIS_URL); start it there"
+    exit 1
+  fi
+  say "starting redis-server on port $port"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
+    --logfile "$PWD/.venv/redis-$port.log" --dir /tmp >/dev/null
+  for _ in $(seq 50); do redis_up && break; sleep 0.1; done
+  redis_up || { say "redis-server did not start (see .venv/redis-$port.log)"; exit 1; }
+fi

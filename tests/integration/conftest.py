@@ -1,0 +1,101 @@
+"""Integration fixtures: an in-process worker on the real Redis, the test LLM server,
+and helpers to ingest documents and follow jobs through the public API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from scripts.testllm import Behaviour, serve_testllm
+from shared.config import Settings
+from shared.redis_keys import QUEUES, Keys
+
+
+@pytest.fixture
+async def testllm() -> AsyncIterator[str]:
+    """The project's OpenAI-compatible test server; yields its base URL (no /v1)."""
+    async with serve_testllm(Behaviour()) as url:
+        yield url
+
+
+async def wait_for_worker(redis: Redis, keys: Keys) -> None:
+    """Return once a worker has written its first heartbeat."""
+    while not await redis.hlen(keys.workers):  # type: ignore[misc]
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def start_worker(
+    redis: Redis, keys: Keys
+) -> AsyncIterator[Callable[[Settings], Awaitable[None]]]:
+    """Start an in-process worker (both queues) with the given settings; stopped at teardown."""
+    from workers.main import serve
+
+    stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(settings: Settings) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(settings, QUEUES, stop=stop))
+        stops.append((stop, task))
+        waiter = asyncio.create_task(wait_for_worker(redis, keys))
+        done, _ = await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            waiter.cancel()
+            task.result()  # raises the start-up error
+
+    yield start
+    for stop, task in stops:
+        stop.set()
+        await task
+
+
+@pytest.fixture
+async def worker(settings: Settings, start_worker: Callable[[Settings], Awaitable[None]]) -> None:
+    """A worker with the default test settings (no LLM)."""
+    await start_worker(settings)
+
+
+def auth(key: str) -> dict[str, str]:
+    """Headers of an authenticated request."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def ingest(api: httpx.AsyncClient, key: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """Post a document and wait until it is indexed (or failed); returns its final record."""
+    posted = await api.post("/v1/documents", json=doc, headers=auth(key))
+    assert posted.status_code == 202, posted.text
+    doc_id = posted.json()["id"]
+    while True:
+        record = (await api.get(f"/v1/documents/{doc_id}", headers=auth(key))).json()
+        if record["status"] in {"indexed", "failed"}:
+            return dict(record)
+        await asyncio.sleep(0.05)
+
+
+async def finished(api: httpx.AsyncClient, key: str, job_id: str) -> dict[str, Any]:
+    """Long-poll a job until it is terminal."""
+    while True:
+        job = (await api.get(f"/v1/jobs/{job_id}?wait=10", headers=auth(key))).json()
+        if job["status"] in {"completed", "failed", "cancelled"}:
+            return dict(job)
+
+
+async def sse_events(
+    api: httpx.AsyncClient, key: str, job_id: str, **params: Any
+) -> list[tuple[int, str, dict[str, Any]]]:
+    """Read a job's whole SSE stream: (id, event, data) per event."""
+    from httpx_sse import aconnect_sse
+
+    out: list[tuple[int, str, dict[str, Any]]] = []
+    async with aconnect_sse(
+        api, "GET", f"/v1/jobs/{job_id}/events", headers=auth(key), params=params
+    ) as source:
+        async for event in source.aiter_sse():
+            out.append((int(event.id), event.event, json.loads(event.data)))
+    return out
