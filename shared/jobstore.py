@@ -235,7 +235,7 @@ class JobStore:
     async def cancel(self, job_id: str, queue: str) -> int:
         """Cancel a queued or running job: >0 done, 0 already terminal, -1 unknown."""
         keys = self._job_keys(job_id) + enqueue_keys(self._keys, queue, job_id)[:2]
-        args = [
+        args: list[Any] = [
             self._ttl_ms,
             self._max_len,
             _dumps({"job_id": job_id}),

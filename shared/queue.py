@@ -46,7 +46,7 @@ def json_loads(raw: bytes | str) -> Any:
 def arq_payload(function: str, payload: dict[str, Any]) -> tuple[bytes, int]:
     """The serialized arq job (one positional argument) and its score (enqueue time, ms)."""
     now_ms = int(time.time() * 1000)
-    body = {"t": None, "f": function, "a": [payload], "k": {}, "et": now_ms}
+    body: dict[str, Any] = {"t": None, "f": function, "a": [payload], "k": {}, "et": now_ms}
     return json_dumps(body), now_ms
 
 

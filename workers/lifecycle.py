@@ -101,22 +101,27 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
     return runtime
 
 
-async def heartbeat(rt: Runtime) -> None:
+async def beat(rt: Runtime) -> None:
     """Tell readiness checks that this worker lives, and how its dependencies look."""
+    rt.status["qdrant"] = "ok" if await rt.store.ping() else "error"
+    if rt.llm is None:
+        rt.status["llm"] = "not_configured"
+    else:
+        rt.status["llm"] = "ok" if await rt.llm.ping() else "degraded"
+    beat = {"ts": time.time(), "queues": list(rt.queues), "running": len(rt.running)}
+    try:
+        await rt.redis.hset(  # type: ignore[misc]
+            rt.keys.workers, rt.worker_id, json.dumps({**beat, **rt.status})
+        )
+    except RedisError as exc:
+        log.warning("worker.heartbeat_failed", error=str(exc))
+
+
+async def heartbeat(rt: Runtime) -> None:
+    """Beat every `heartbeat_s` seconds."""
     while True:
-        rt.status["qdrant"] = "ok" if await rt.store.ping() else "error"
-        if rt.llm is None:
-            rt.status["llm"] = "not_configured"
-        else:
-            rt.status["llm"] = "ok" if await rt.llm.ping() else "degraded"
-        beat = {"ts": time.time(), "queues": list(rt.queues), "running": len(rt.running)}
-        try:
-            await rt.redis.hset(  # type: ignore[misc]
-                rt.keys.workers, rt.worker_id, json.dumps({**beat, **rt.status})
-            )
-        except RedisError as exc:
-            log.warning("worker.heartbeat_failed", error=str(exc))
         await asyncio.sleep(rt.settings.heartbeat_s)
+        await beat(rt)
 
 
 async def cancel_listener(rt: Runtime) -> None:

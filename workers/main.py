@@ -17,7 +17,7 @@ from shared.logging import configure_logging, get_logger
 from shared.queue import json_dumps, json_loads
 from shared.redis_keys import QUEUES, Keys
 from workers.jobs import FUNCTIONS
-from workers.lifecycle import Runtime, cancel_listener, heartbeat, open_runtime
+from workers.lifecycle import Runtime, beat, cancel_listener, heartbeat, open_runtime
 from workers.runtime import RagqWorker
 
 log = get_logger("workers.main")
@@ -62,8 +62,12 @@ async def serve(
     *,
     burst: bool = False,
     stop: asyncio.Event | None = None,
+    started: asyncio.Event | None = None,
 ) -> None:
-    """Run queue workers until `stop` is set (or, with `burst`, until the queues are empty)."""
+    """Run queue workers until `stop` is set (or, with `burst`, until the queues are empty).
+
+    `started` is set once the workers take jobs.
+    """
     rt = await open_runtime(settings, queues)
     ctx: dict[str, Any] = {"runtime": rt}
     workers = [
@@ -76,9 +80,12 @@ async def serve(
         )
         for q in queues
     ]
+    await beat(rt)
     background = [asyncio.create_task(heartbeat(rt)), asyncio.create_task(cancel_listener(rt))]
     runs = [asyncio.create_task(w.async_run()) for w in workers]
     log.info("worker.started", queues=list(queues), max_jobs=settings.worker_max_jobs)
+    if started is not None:
+        started.set()
     try:
         if stop is None:
             await asyncio.gather(*runs)

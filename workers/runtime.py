@@ -27,7 +27,7 @@ log = get_logger("workers.runtime")
 AbandonedHook = Callable[[str], Awaitable[None]]
 
 
-class RagqWorker(Worker):  # type: ignore[misc]
+class RagqWorker(Worker):
     """An arq Worker woken by a notify list, with a short, renewed job lock."""
 
     def __init__(
@@ -82,7 +82,10 @@ class RagqWorker(Worker):  # type: ignore[misc]
         """Return when a job may be waiting: a notify token, a freed slot, or the poll delay."""
         if self.job_counter < self.max_jobs and self.allow_pick_jobs:
             try:
-                await self._notify_redis.blpop([self._notify_key], timeout=self.poll_delay_s)
+                await self._notify_redis.blpop(  # type: ignore[misc]
+                    [self._notify_key],
+                    timeout=self.poll_delay_s,  # type: ignore[arg-type]  # Redis >= 6 takes float seconds
+                )
             except RedisError as exc:  # the poll keeps working; do not spin on a dead Redis
                 log.warning("worker.notify_failed", error=str(exc))
                 await asyncio.sleep(self.poll_delay_s)

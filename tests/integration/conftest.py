@@ -24,12 +24,6 @@ async def testllm() -> AsyncIterator[str]:
         yield url
 
 
-async def wait_for_worker(redis: Redis, keys: Keys) -> None:
-    """Return once a worker has written its first heartbeat."""
-    while not await redis.hlen(keys.workers):  # type: ignore[misc]
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def start_worker(
     redis: Redis, keys: Keys
@@ -40,10 +34,10 @@ async def start_worker(
     stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
     async def start(settings: Settings) -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(serve(settings, QUEUES, stop=stop))
+        stop, started = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(serve(settings, QUEUES, stop=stop, started=started))
         stops.append((stop, task))
-        waiter = asyncio.create_task(wait_for_worker(redis, keys))
+        waiter = asyncio.create_task(started.wait())
         done, _ = await asyncio.wait([waiter, task], return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             waiter.cancel()

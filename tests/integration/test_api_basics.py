@@ -33,8 +33,14 @@ async def test_unknown_route_and_wrong_method_are_problems(api: httpx.AsyncClien
     """FastAPI's own 404 and 405 come back as problem+json too."""
     missing = await api.get("/v1/nothing-here")
     wrong = await api.put("/healthz")
-    assert (missing.status_code, missing.headers["content-type"]) == (404, "application/problem+json")
-    assert (wrong.status_code, wrong.json()["type"]) == (405, "https://ragq.dev/problems/method-not-allowed")
+    assert (missing.status_code, missing.headers["content-type"]) == (
+        404,
+        "application/problem+json",
+    )
+    assert (wrong.status_code, wrong.json()["type"]) == (
+        405,
+        "https://ragq.dev/problems/method-not-allowed",
+    )
 
 
 async def test_validation_errors_list_each_field(

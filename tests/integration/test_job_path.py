@@ -26,7 +26,9 @@ ROTATION = {
 BILLING = {
     "id": "invoices",
     "title": "Invoice runs",
-    "text": "# Invoice runs\n\nInvoices are generated on the first day of each month at 02:00 UTC.\n",
+    "text": (
+        "# Invoice runs\n\nInvoices are generated on the first day of each month at 02:00 UTC.\n"
+    ),
     "metadata": {"product": "ledger"},
 }
 
@@ -61,7 +63,9 @@ async def test_stream_replays_and_deltas_make_the_answer(
     job.completed; the deltas concatenate to answer.completed and to result.answer."""
     key = await issue_key("acme")
     await ingest(api, key, ROTATION)
-    job_id = (await api.post("/v1/jobs", json={"question": "rotate key"}, headers=auth(key))).json()["id"]
+    job_id = (
+        await api.post("/v1/jobs", json={"question": "rotate key"}, headers=auth(key))
+    ).json()["id"]
     job = await finished(api, key, job_id)
     events = await sse_events(api, key, job_id)
     names = [e[1] for e in events]
@@ -81,7 +85,9 @@ async def test_resume_from_an_event_number(
     """Last-Event-ID and ?starting_after=N both resume right after event N."""
     key = await issue_key("acme")
     await ingest(api, key, ROTATION)
-    job_id = (await api.post("/v1/jobs", json={"question": "rotate"}, headers=auth(key))).json()["id"]
+    job_id = (await api.post("/v1/jobs", json={"question": "rotate"}, headers=auth(key))).json()[
+        "id"
+    ]
     await finished(api, key, job_id)
     everything = await sse_events(api, key, job_id)
     by_query = await sse_events(api, key, job_id, starting_after=2)
@@ -100,7 +106,9 @@ async def test_long_poll_returns_the_finished_job(
 ) -> None:
     """GET ?wait=N answers as soon as the job is terminal, with the result in it."""
     key = await issue_key("acme")
-    job_id = (await api.post("/v1/jobs", json={"question": "anything"}, headers=auth(key))).json()["id"]
+    job_id = (await api.post("/v1/jobs", json={"question": "anything"}, headers=auth(key))).json()[
+        "id"
+    ]
     job = (await api.get(f"/v1/jobs/{job_id}?wait=30", headers=auth(key))).json()
     assert job["status"] == "completed"
     assert job["result"]["citations"] == []

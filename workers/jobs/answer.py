@@ -165,7 +165,7 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
         citations=citations,
         model=model if degraded_reason is None else None,
         degraded=degraded_reason is not None,
-        degraded_reason=degraded_reason,  # type: ignore[arg-type]
+        degraded_reason=degraded_reason,
         usage=completion.usage if rt.llm is not None else Usage(),
         cost_usd=0.0,
         timings_ms={

@@ -10,9 +10,11 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import httpx2
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from shared.config import Settings
 from shared.errors import UpstreamTimeout, UpstreamUnavailable
@@ -74,7 +76,7 @@ class LLMClient:
         try:
             stream = await client.chat.completions.create(
                 model=completion.model,
-                messages=messages,  # type: ignore[arg-type]
+                messages=cast(list[ChatCompletionMessageParam], messages),
                 max_tokens=max_tokens,
                 temperature=temperature,
                 stream=True,
