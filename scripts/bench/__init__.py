@@ -1,0 +1,1 @@
+"""Benchmarks that start a real ragq stack on this machine; results go to docs/BENCHMARKS.md."""
