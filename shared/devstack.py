@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import signal
 import sys
@@ -177,8 +178,10 @@ async def _run(args: argparse.Namespace) -> None:
     procs: list[Process] = []
     try:
         cli = [sys.executable, "-m", "shared.cli"]
-        procs.append(await asyncio.create_subprocess_exec(*cli, "worker"))
-        procs.append(await asyncio.create_subprocess_exec(*cli, "serve"))
+        # the first try shows the curl, not every request line; RAGQ_LOG_LEVEL overrides
+        child_env = {**os.environ, "RAGQ_LOG_LEVEL": os.environ.get("RAGQ_LOG_LEVEL", "warning")}
+        procs.append(await asyncio.create_subprocess_exec(*cli, "worker", env=child_env))
+        procs.append(await asyncio.create_subprocess_exec(*cli, "serve", env=child_env))
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             await _wait_ready(client, procs)
             key = await _dev_key(client)

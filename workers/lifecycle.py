@@ -29,6 +29,7 @@ from workers.rag.retrieval import Retriever
 from workers.rag.vectorstore import ChunkStore
 
 log = get_logger("workers.lifecycle")
+LISTEN_SLICE_S = 5.0  # below the blocking pool's socket timeout
 
 
 @dataclass(slots=True)
@@ -131,7 +132,13 @@ async def cancel_listener(rt: Runtime) -> None:
             pubsub = rt.redis_blocking.pubsub(ignore_subscribe_messages=True)
             async with pubsub:
                 await pubsub.subscribe(rt.keys.cancel_channel)
-                async for message in pubsub.listen():
+                while True:
+                    # a bounded wait keeps the socket inside its read timeout when idle
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=LISTEN_SLICE_S
+                    )
+                    if message is None:
+                        continue
                     job_id = message.get("data")
                     task = rt.running.get(job_id) if isinstance(job_id, str) else None
                     if task is not None and not task.done():

@@ -285,7 +285,8 @@ class CallSample:
 class Calibration:
     first_token_ms: float
     token_ms: float
-    mean_tokens: float
+    tokens: int  # every answer is capped at this many tokens (max_tokens)
+    warmup_tokens: list[int]
     direct_ms: list[float]
 
 
@@ -338,6 +339,7 @@ class Bench:
         self.model = ""
         self.questions: list[str] = []
         self.prompts: dict[str, list[dict[str, Any]]] = {}
+        self.max_tokens = 512  # lowered to the shortest warm-up answer by `calibrate`
         self.results = Results()
 
     # ---- setup
@@ -387,6 +389,10 @@ class Bench:
             tokens.append(int(answer["usage"]["completion_tokens"]))
         return tokens
 
+    def body(self, question: str) -> dict[str, Any]:
+        """The job body of the timed phases."""
+        return {"question": question, "max_tokens": self.max_tokens}
+
     async def control(self, **changes: float) -> None:
         r = await self.client.post(f"{self.llm}/_control", json=changes)
         if r.status_code != 200:
@@ -398,7 +404,7 @@ class Bench:
         stream = await self.oai.chat.completions.create(
             model=self.model,
             messages=self.prompts[question],  # type: ignore[arg-type]
-            max_tokens=512,
+            max_tokens=self.max_tokens,
             temperature=0,
             stream=True,
             stream_options={"include_usage": True},
@@ -411,10 +417,14 @@ class Bench:
         return (time.perf_counter() - started) * 1000, tokens
 
     async def calibrate(self, tokens: list[int]) -> Calibration:
-        """Pick latencies so one direct answer takes about TARGET_LLM_MS, and confirm it."""
-        mean_tokens = statistics.fmean(tokens)
+        """Pick latencies so one direct answer takes about TARGET_LLM_MS, and confirm it.
+
+        Answers are capped at the shortest warm-up answer's length (`max_tokens`, on both
+        sides), so every answer has the same number of tokens and takes the same time.
+        """
+        self.max_tokens = max(1, min(tokens))
         first = FIRST_TOKEN_MS
-        per_token = max(0.0, (TARGET_LLM_MS - first) / max(mean_tokens - 1, 1))
+        per_token = max(0.0, (TARGET_LLM_MS - first) / max(self.max_tokens - 1, 1))
         measured: list[float] = []
         for attempt in range(1, 4):
             await self.control(first_token_latency_ms=first, token_latency_ms=per_token)
@@ -426,13 +436,13 @@ class Bench:
             median = statistics.median(measured)
             log(
                 f"calibration {attempt}: first token {first:.0f} ms + {per_token:.2f} ms/token x "
-                f"{mean_tokens:.1f} tokens -> direct call median {median:.1f} ms "
+                f"({self.max_tokens} tokens) -> direct call median {median:.1f} ms "
                 f"(min {min(measured):.1f}, max {max(measured):.1f}, n={len(measured)})"
             )
             if abs(median - TARGET_LLM_MS) <= 0.05 * TARGET_LLM_MS or median <= first:
                 break
             per_token *= (TARGET_LLM_MS - first) / (median - first)
-        return Calibration(first, per_token, mean_tokens, measured)
+        return Calibration(first, per_token, self.max_tokens, tokens, measured)
 
     # ---- timed phases
 
@@ -482,7 +492,7 @@ class Bench:
         try:
             sent = time.perf_counter()
             r = await self.client.post(
-                f"{self.api}/v1/jobs", json={"question": question}, headers=self.auth
+                f"{self.api}/v1/jobs", json=self.body(question), headers=self.auth
             )
             enqueue_ms = (time.perf_counter() - sent) * 1000
             if r.status_code != 202:
@@ -509,7 +519,7 @@ class Bench:
             sent = time.perf_counter()
             r = await self.client.post(
                 f"{self.api}/v1/rag",
-                json={"question": question, "timeout": RAG_TIMEOUT_S},
+                json={**self.body(question), "timeout": RAG_TIMEOUT_S},
                 headers=self.auth,
             )
             if r.status_code != 200:
@@ -805,8 +815,10 @@ class Report:
             f"({', '.join(self.docs)}); {self.questions} questions from "
             "`data/deploy_eval.jsonl`, used in turn.",
             f"- Test LLM: first token {cal.first_token_ms:.0f} ms + "
-            f"{cal.token_ms:.2f} ms per further token; answers average "
-            f"{cal.mean_tokens:.1f} tokens. A direct streaming call measured "
+            f"{cal.token_ms:.2f} ms per further token; `max_tokens={cal.tokens}` (the "
+            f"shortest warm-up answer; uncapped they had {min(cal.warmup_tokens)}–"
+            f"{max(cal.warmup_tokens)} tokens) on both sides, so every answer streams "
+            f"{cal.tokens} tokens. A direct streaming call measured "
             f"{statistics.median(cal.direct_ms):.0f} ms median "
             f"(min {min(cal.direct_ms):.0f}, max {max(cal.direct_ms):.0f}, "
             f"n={len(cal.direct_ms)}, sequential, before the timed phases).",

@@ -8,6 +8,8 @@ from shared.schemas.jobs import Citation
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
+# fenced code, headings and table rows read badly as answer sentences
+_NOT_PROSE = re.compile(r"(?s:```.*?(?:```|\Z))|^[ \t]*(?:#{1,6}[ \t].*|\|.*)$", re.MULTILINE)
 _STOP = frozenset(
     [
         "a",
@@ -67,7 +69,8 @@ def extractive_answer(question: str, citations: list[Citation], *, max_sentences
     wanted = _terms(question)
     scored: list[tuple[float, int, int, str]] = []
     for c in citations:
-        for position, match in enumerate(_SENTENCE.finditer(c.text)):
+        prose = _NOT_PROSE.sub("\n", c.text)
+        for position, match in enumerate(_SENTENCE.finditer(prose)):
             sentence = " ".join(match.group(0).split())
             if len(sentence) < 12:
                 continue
