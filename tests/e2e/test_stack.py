@@ -154,3 +154,22 @@ async def test_sse_client_leaving_frees_its_redis_connection(stack: Stack, redis
         after = await until_blocked_readers(0)
         await client.post(f"/v1/jobs/{job_id}/cancel")
     assert (during, after) == (1, 0)
+
+
+async def test_request_id_follows_the_job_into_the_worker_logs(stack: Stack) -> None:
+    """The X-Request-ID of a submit appears, with the job id and tenant, in the worker's
+    JSON log lines for that job."""
+    client, _ = await _running_stack(stack)
+    async with client:
+        submitted = await client.post(
+            "/v1/jobs", json={"question": "How to rotate?"}, headers={"X-Request-ID": "trace-77"}
+        )
+        job_id = submitted.json()["id"]
+        await client.get(f"/v1/jobs/{job_id}?wait=30")
+    await stack.stop()  # flush the worker's log
+    lines = [json.loads(line) for line in (stack.tmp / "worker.log").read_text().splitlines()]
+    mine = [line for line in lines if line.get("job_id") == job_id]
+    assert submitted.headers["x-request-id"] == "trace-77"
+    assert {line["event"] for line in mine} >= {"job.started", "job.completed"}
+    assert all(line["request_id"] == "trace-77" for line in mine)
+    assert all(line["tenant"] == "acme" for line in mine)
