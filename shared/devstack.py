@@ -134,8 +134,9 @@ def _read_corpus(corpus: Path) -> list[dict[str, Any]]:
     return entries
 
 
-async def _load_corpus(client: httpx.AsyncClient, key: str, corpus: Path) -> None:
-    """Post the sample corpus once (documents already indexed are left alone)."""
+async def _load_corpus(client: httpx.AsyncClient, key: str, corpus: Path, *, force: bool) -> None:
+    """Post the sample corpus once: documents already indexed are left alone, unless the
+    vector store is new (`force`) while Redis still remembers them."""
     entries = await asyncio.to_thread(_read_corpus, corpus)
     if not entries:
         _say(f"no sample corpus at {corpus}, skipping")
@@ -144,7 +145,7 @@ async def _load_corpus(client: httpx.AsyncClient, key: str, corpus: Path) -> Non
     posted = []
     for entry in entries:
         existing = await client.get(f"/v1/documents/{entry['id']}", headers=headers)
-        if existing.status_code == 200 and existing.json()["status"] == "indexed":
+        if not force and existing.status_code == 200 and existing.json()["status"] == "indexed":
             continue
         body = {
             "id": entry["id"],
@@ -174,6 +175,9 @@ async def _run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    new_store = settings.embedded_qdrant and not await asyncio.to_thread(
+        settings.qdrant_path.exists
+    )
     redis = await _start_redis(settings)
     procs: list[Process] = []
     try:
@@ -185,7 +189,7 @@ async def _run(args: argparse.Namespace) -> None:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             await _wait_ready(client, procs)
             key = await _dev_key(client)
-            await _load_corpus(client, key, Path(args.corpus))
+            await _load_corpus(client, key, Path(args.corpus), force=new_store)
         sys.stdout.write(
             "\nragq is ready. Ask it something:\n\n"
             f"curl -s {base}/v1/rag -H 'Authorization: Bearer {key}' "

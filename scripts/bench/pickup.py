@@ -453,15 +453,18 @@ class Bench:
         loop = asyncio.get_running_loop()
         start = loop.time() + 0.2
         tasks: list[asyncio.Task[None]] = []
-        for offset, request in sorted(schedule, key=lambda item: item[0]):
-            delay = start + offset - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(request(start + offset)))
-        _, pending = await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_S) if tasks else ((), ())
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        try:
+            for offset, request in sorted(schedule, key=lambda item: item[0]):
+                delay = start + offset - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(request(start + offset)))
+            _, pending = await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_S)
+        finally:  # on a drain timeout, or when the benchmark itself is cancelled
+            unfinished = [task for task in tasks if not task.done()]
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
         if pending:
             self.fail(
                 phase,
