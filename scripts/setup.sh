@@ -30,9 +30,14 @@ stamp=.venv/.ragq-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing ragq and its dependencies into .venv"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -U pip 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import api, workers, shared, arq, qdrant_client, wordllama' || { say "install failed"; exit 1; }
+  log=.venv/pip.log
+  if ! { .venv/bin/python -m pip install --disable-pip-version-check -U pip &&
+         .venv/bin/python -m pip install --disable-pip-version-check -e '.[dev]'; } >"$log" 2>&1 ||
+     ! .venv/bin/python -c 'import api, workers, shared, arq, qdrant_client, wordllama' 2>>"$log"; then
+    tail -n 30 "$log" >&2
+    say "install failed (full log: $log)"
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 
