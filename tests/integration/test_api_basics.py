@@ -97,3 +97,26 @@ async def test_revoked_key_is_refused(
     await ApiKeyStore(redis, keys).revoke(key.split("_")[1])
     after = await api.get("/v1/documents", headers=headers)
     assert (before.status_code, after.status_code) == (200, 401)
+
+
+async def test_redis_down_answers_503_not_a_500(make_settings: Any) -> None:
+    """With Redis unreachable, authenticated routes answer 503 not-ready with
+    Retry-After, and /readyz reports the Redis check as failing."""
+    from asgi_lifespan import LifespanManager
+
+    from api.app import create_app
+
+    app = create_app(make_settings(redis_url="redis://127.0.0.1:1/0", redis_timeout_s=0.5))
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app), base_url="http://ragq.test"
+        ) as client,
+    ):
+        job = await client.post("/v1/jobs", json={"question": "q"}, headers={"X-API-Key": "k"})
+        ready = await client.get("/readyz")
+    assert job.status_code == 503
+    assert job.json()["type"].endswith("/not-ready")
+    assert job.headers["retry-after"] == "1"
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["redis"] == "error"
