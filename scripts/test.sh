@@ -10,4 +10,4 @@ echo "== ruff check"; ruff check .
 echo "== ruff format --check"; ruff format --check .
 echo "== mypy (strict)"; mypy
 echo "== import-linter"; lint-imports
-echo "== pytest"; pytest -p no:cacheprovider "$@"
+echo "== pytest"; pytest -p no:cacheprovider --cov --cov-report=term "$@"
