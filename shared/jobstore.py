@@ -46,6 +46,11 @@ end
 local function is_terminal(status)
   return status == 'completed' or status == 'failed' or status == 'cancelled'
 end
+-- one entry when the job ends: waiters block on this, not on every token
+local function mark_done(done, status, ttl)
+  redis.call('XADD', done, '0-1', 'status', status)
+  redis.call('PEXPIRE', done, ttl)
+end
 """
 
 # KEYS: job, events, arq job, queue, notify.
@@ -66,7 +71,7 @@ return seq
 """
 )
 
-# KEYS: job, events. ARGV: ttl_ms, maxlen, event name, data, then field/value pairs to set.
+# KEYS: job, events, done. ARGV: ttl_ms, maxlen, event name, data, then fields to set.
 # Returns the new sequence number; 0 when the job is already terminal; -1 when it is gone.
 _APPEND = (
     _APPEND_FN
@@ -82,12 +87,16 @@ end
 local seq = append(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
+if ARGV[3] == 'job.completed' or ARGV[3] == 'job.failed' then
+  mark_done(KEYS[3], string.sub(ARGV[3], 5), ARGV[1])
+end
 return seq
 """
 )
 
 
-# KEYS: job, events, arq job, queue. ARGV: ttl_ms, maxlen, data, completed_at, channel, job id.
+# KEYS: job, events, arq job, queue, done.
+# ARGV: ttl_ms, maxlen, data, completed_at, channel, job id.
 # A queued job also leaves arq's queue; a running one is stopped by its worker on the message.
 _CANCEL = (
     _APPEND_FN
@@ -103,6 +112,7 @@ if status == 'queued' then
   redis.call('ZREM', KEYS[4], ARGV[6])
   redis.call('DEL', KEYS[3])
 end
+mark_done(KEYS[5], 'cancelled', ARGV[1])
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return seq
 """
@@ -190,7 +200,8 @@ class JobStore:
         args: list[Any] = [self._ttl_ms, self._max_len, name, _dumps(data)]
         for key, value in fields.items():
             args += [key, value]
-        return int(await self._append(keys=self._job_keys(job_id), args=args))
+        keys = [*self._job_keys(job_id), self._keys.job_done(job_id)]
+        return int(await self._append(keys=keys, args=args))
 
     async def start(self, job_id: str) -> int:
         """Mark the job `in_progress` and announce it; 0 if it is already terminal."""
@@ -234,7 +245,11 @@ class JobStore:
 
     async def cancel(self, job_id: str, queue: str) -> int:
         """Cancel a queued or running job: >0 done, 0 already terminal, -1 unknown."""
-        keys = self._job_keys(job_id) + enqueue_keys(self._keys, queue, job_id)[:2]
+        keys = [
+            *self._job_keys(job_id),
+            *enqueue_keys(self._keys, queue, job_id)[:2],
+            self._keys.job_done(job_id),
+        ]
         args: list[Any] = [
             self._ttl_ms,
             self._max_len,
@@ -246,18 +261,14 @@ class JobStore:
         return int(await self._cancel(keys=keys, args=args))
 
     async def wait_terminal(self, job_id: str, timeout_s: float) -> None:
-        """Block until the job is terminal or `timeout_s` passes, following its event stream."""
+        """Block until the job is terminal or `timeout_s` passes: one wake-up, not one per token."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        seq = await self._redis.hget(self._keys.job(job_id), "seq")  # type: ignore[misc]
-        after = max(int(seq or 0) - 1, 0)  # re-read the last event: it may be the terminal one
+        done = self._keys.job_done(job_id)
         while (left := deadline - loop.time()) > 0:
             block = max(1, int(min(left, BLOCK_SLICE_S) * 1000))
-            events = await self.read_events(job_id, after, block_ms=block)
-            if any(e.terminal for e in events):
+            if await self._blocking.xread({done: "0-0"}, count=1, block=block):
                 return
-            if events:
-                after = events[-1].sequence
 
     async def read_events(self, job_id: str, after: int, *, block_ms: int | None) -> list[Event]:
         """Events with sequence > `after`; with `block_ms`, wait that long for the first one."""

@@ -1,7 +1,8 @@
 """Every Redis key and queue name ragq uses, in one place.
 
-All keys start with the configured prefix, so several deployments (or test runs)
-can share one Redis without touching each other's data.
+ragq's own keys start with the configured prefix. arq's keys (`arq:job:*`,
+`arq:in-progress:*`, `arq:retry:*`) are global constants of arq and cannot be
+prefixed, so give each deployment (and the tests) its own Redis DB.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class Keys:
     def job_events(self, job_id: str) -> str:
         """Stream of a job's events; entry ids are `0-<sequence>`."""
         return f"{self.prefix}:job:{job_id}:events"
+
+    def job_done(self, job_id: str) -> str:
+        """Stream that gets one entry when the job ends; waiters block on it."""
+        return f"{self.prefix}:job:{job_id}:done"
 
     @property
     def cancel_channel(self) -> str:

@@ -78,6 +78,11 @@ class RagqWorker(Worker):
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq's start_jobs, minus the ids this worker already runs: running jobs stay in
+        the queue's sorted set, and re-checking each one costs four round trips."""
+        await super().start_jobs([j for j in job_ids if j.decode() not in self.tasks])
+
     async def _wait_for_work(self) -> None:
         """Return when a job may be waiting: a notify token, a freed slot, or the poll delay."""
         if self.job_counter < self.max_jobs and self.allow_pick_jobs:

@@ -24,15 +24,16 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 from urllib.parse import urlsplit
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 from redis.asyncio import Redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -403,7 +404,7 @@ class Bench:
         started = time.perf_counter()
         stream = await self.oai.chat.completions.create(
             model=self.model,
-            messages=self.prompts[question],  # type: ignore[arg-type]
+            messages=cast(list[ChatCompletionMessageParam], self.prompts[question]),
             max_tokens=self.max_tokens,
             temperature=0,
             stream=True,
@@ -447,7 +448,7 @@ class Bench:
     # ---- timed phases
 
     async def open_loop(
-        self, schedule: list[tuple[float, Callable[[float], Awaitable[None]]]], phase: str
+        self, schedule: list[tuple[float, Callable[[float], Coroutine[Any, Any, None]]]], phase: str
     ) -> None:
         """Start each request at its offset whatever happened to earlier ones, then drain."""
         loop = asyncio.get_running_loop()
@@ -549,7 +550,7 @@ class Bench:
     async def run_pickup(self, rate: float, duration: float) -> None:
         n = max(1, round(rate * duration))
         log(f"pickup phase: {n} x POST /v1/jobs at {rate:g}/s, open loop")
-        schedule: list[tuple[float, Callable[[float], Awaitable[None]]]] = [
+        schedule: list[tuple[float, Callable[[float], Coroutine[Any, Any, None]]]] = [
             (i / rate, _bind(self.pickup_request, i)) for i in range(n)
         ]
         await self.open_loop(schedule, "pickup")
@@ -560,7 +561,7 @@ class Bench:
             f"overhead phase: {n} x POST /v1/rag and {n} x direct streaming calls, "
             f"each at {rate:g}/s, interleaved (half a period apart), open loop"
         )
-        schedule: list[tuple[float, Callable[[float], Awaitable[None]]]] = []
+        schedule: list[tuple[float, Callable[[float], Coroutine[Any, Any, None]]]] = []
         for i in range(n):
             schedule.append((i / rate, _bind(self.rag_request, i)))
             schedule.append(((i + 0.5) / rate, _bind(self.direct_request, i)))
@@ -585,9 +586,9 @@ class Bench:
 
 
 def _bind(
-    method: Callable[[int, float], Awaitable[None]], index: int
-) -> Callable[[float], Awaitable[None]]:
-    def request(scheduled: float) -> Awaitable[None]:
+    method: Callable[[int, float], Coroutine[Any, Any, None]], index: int
+) -> Callable[[float], Coroutine[Any, Any, None]]:
+    def request(scheduled: float) -> Coroutine[Any, Any, None]:
         return method(index, scheduled)
 
     return request
@@ -752,6 +753,24 @@ def machine_info(redis_version: str) -> dict[str, str]:
     }
 
 
+def git_commit() -> str:
+    """The checked-out commit (read-only git call); the tree may also hold uncommitted edits."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
 def effective_settings(env: dict[str, str]) -> dict[str, str]:
     """The worker-related settings the children run with (read through ragq's own Settings)."""
     names = ("worker_poll_s", "worker_max_jobs", "heartbeat_s", "lock_ttl_s", "llm_timeout_s")
@@ -774,6 +793,7 @@ def effective_settings(env: dict[str, str]) -> dict[str, str]:
 @dataclass
 class Report:
     command: str
+    commit: str
     started: datetime
     machine: dict[str, str]
     env: dict[str, str]
@@ -800,7 +820,8 @@ class Report:
             "",
             f"Command: `{self.command}` (from the repository root).",
             "",
-            f"- Run: {self.started:%Y-%m-%d %H:%M} UTC" + (f" — {self.note}" if self.note else ""),
+            f"- Run: {self.started:%Y-%m-%d %H:%M} UTC, commit `{self.commit}`"
+            + (f" — {self.note}" if self.note else ""),
             f"- Machine: {self.machine['nproc']} CPUs ({self.machine['cpu']}), "
             f"{self.machine['memory']} RAM, Linux {self.machine['kernel']}, "
             f"Python {self.machine['python']}, Redis {self.machine['redis']}.",
@@ -891,6 +912,9 @@ class Report:
             "round trips add to every stage.",
             "- The test LLM is an asyncio stub that sleeps per token; it does no inference, so "
             "the ratio shows ragq's overhead over an ideal 200 ms model, not a GPU's behaviour.",
+            f"- Answers are short ({cal.tokens} tokens) to keep the LLM at ~200 ms; the worker "
+            "writes one Redis event per token, so longer answers cost ragq more per job.",
+            "- The one worker serves both queues; its idle cost covers two queue loops.",
             "- Retrieval runs against embedded Qdrant (local mode) and the embedded wordllama "
             f"model, on {len(self.docs)} small documents; bigger collections cost more.",
             f"- {len(r.pickup)} + {len(r.rag)} samples per run: p99 rests on the top few "
@@ -1141,6 +1165,7 @@ async def run(args: argparse.Namespace, stack_box: list[Stack]) -> int:
         shown_env["RAGQ_LLM_BASE_URL"] = "<test LLM>/v1"
         report = Report(
             command=shlex.join(["python", *sys.argv]),
+            commit=git_commit(),
             started=started,
             machine=machine_info(redis_version),
             env=shown_env,

@@ -108,6 +108,7 @@ async def _previous_attempt(rt: Runtime, job_id: str) -> tuple[list[Citation] | 
 
 
 async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
+    picked_up = time.time()
     record = await rt.jobs.get(job.job_id)
     if record is None or record["status"] in TERMINAL_STATUSES:
         log.info("job.skipped", status=record["status"] if record else "expired")
@@ -116,7 +117,7 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     created = _epoch(record["created_at"])
     if await rt.jobs.start(job.job_id) <= 0:
         return
-    queue_ms = max(0, int((time.time() - created) * 1000))
+    queue_ms = max(0, int((picked_up - created) * 1000))
     log.info("job.started", attempt=job_try, queue_ms=queue_ms)
     request = job.request
     citations, streamed = (None, "") if job_try <= 1 else await _previous_attempt(rt, job.job_id)
