@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(300.0, gt=0)
     max_tries: int = Field(3, ge=1, le=20)
     worker_max_jobs: int = Field(32, ge=1, le=1000)
+    worker_notify: bool = True  # false = arq's plain polling, for comparison only
     worker_poll_s: float = Field(
         1.0, gt=0, le=10
     )  # fallback poll; wake-ups come from a notify list

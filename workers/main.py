@@ -51,7 +51,7 @@ class WorkerSettings:
             "max_tries": settings.max_tries,
             "poll_delay": settings.worker_poll_s,
             "health_check_interval": 60,
-            "notify_key": keys.queue_notify(queue),
+            "notify_key": keys.queue_notify(queue) if settings.worker_notify else None,
             "lock_ttl_s": settings.lock_ttl_s,
         }
 

@@ -34,7 +34,7 @@ class RagqWorker(Worker):
         self,
         *args: Any,
         notify_redis: Redis,
-        notify_key: str,
+        notify_key: str | None,
         lock_ttl_s: float,
         on_abandoned: AbandonedHook | None = None,
         **kwargs: Any,
@@ -84,7 +84,13 @@ class RagqWorker(Worker):
         await super().start_jobs([j for j in job_ids if j.decode() not in self.tasks])
 
     async def _wait_for_work(self) -> None:
-        """Return when a job may be waiting: a notify token, a freed slot, or the poll delay."""
+        """Return when a job may be waiting: a notify token, a freed slot, or the poll delay.
+
+        Without a notify key this is arq's plain poll (kept for comparison benchmarks).
+        """
+        if self._notify_key is None:
+            await asyncio.sleep(self.poll_delay_s)
+            return
         if self.job_counter < self.max_jobs and self.allow_pick_jobs:
             try:
                 await self._notify_redis.blpop(  # type: ignore[misc]

@@ -68,8 +68,13 @@ STOP_TIMEOUT_S = 30.0  # SIGTERM, then SIGKILL (the worker drains up to RAGQ_WOR
 RAG_TIMEOUT_S = 60.0
 TARGET_PICKUP_P50_MS = 10.0
 TARGET_IDLE_PER_WORKER = 10.0
-BEGIN = "<!-- bench:pickup -->"
-END = "<!-- /bench:pickup -->"
+
+
+def markers(section: str) -> tuple[str, str]:
+    """The comment lines that delimit one section of the report file."""
+    return f"<!-- bench:{section} -->", f"<!-- /bench:{section} -->"
+
+
 INTRO = """# Benchmarks
 
 Figures measured on a real ragq stack. Each section is written by one script under
@@ -810,13 +815,16 @@ class Report:
     background_rate: float
     log_findings: list[str]
     note: str
+    section: str = "pickup"
+    title: str = "Pickup latency, overhead over a direct LLM call, idle cost"
 
     def markdown(self) -> str:
         r = self.results
         cal = self.calibration
+        begin, end = markers(self.section)
         lines = [
-            BEGIN,
-            "## Pickup latency, overhead over a direct LLM call, idle cost",
+            begin,
+            f"## {self.title}",
             "",
             f"Command: `{self.command}` (from the repository root).",
             "",
@@ -925,7 +933,7 @@ class Report:
         if self.log_findings:
             lines += ["", "### Warnings and errors in the stack's logs", ""]
             lines += [f"- `{finding}`" for finding in self.log_findings]
-        lines.append(END)
+        lines.append(end)
         return "\n".join(lines)
 
     def idle_markdown(self) -> list[str]:
@@ -994,11 +1002,12 @@ def _mean_tokens(samples: Sequence[CallSample]) -> str:
     return f"{statistics.fmean(s.completion_tokens for s in samples):.1f}" if samples else "n/a"
 
 
-def write_section(path: Path, section: str) -> None:
+def write_section(path: Path, section: str, name: str) -> None:
     """Create the file with an intro if missing; replace or append this benchmark's section."""
     text = _read_text(path) or INTRO
-    if BEGIN in text and END in text:
-        pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    begin, end = markers(name)
+    if begin in text and end in text:
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
         text = pattern.sub(lambda _: section, text, count=1)
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
@@ -1182,6 +1191,8 @@ async def run(args: argparse.Namespace, stack_box: list[Stack]) -> int:
             background_rate=bg_rate,
             log_findings=findings,
             note=args.note,
+            section=args.section,
+            title=args.title,
         )
         section = report.markdown()
         print(section)
@@ -1192,7 +1203,7 @@ async def run(args: argparse.Namespace, stack_box: list[Stack]) -> int:
                 log(f"  {f.phase} #{f.index}: {f.detail}")
             log(f"logs kept in {workdir}")
             return 1
-        write_section(Path(args.out), section)
+        write_section(Path(args.out), section, args.section)
         log(f"wrote the section to {args.out}")
         ok = True
         return 0
@@ -1221,6 +1232,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="extra setting for the API and worker (repeatable)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with logs")
+    parser.add_argument("--section", default="pickup", help="name of the report section to write")
+    parser.add_argument(
+        "--title",
+        default="Pickup latency, overhead over a direct LLM call, idle cost",
+        help="heading of the report section",
+    )
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0:
         parser.error("--rate and --duration must be positive")
