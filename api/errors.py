@@ -95,6 +95,10 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
 
 async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8)
+        detail = "The request body could not be read: send UTF-8 JSON."
+        error = {"loc": ["body"], "msg": detail, "type": "body_decode"}
+        return problem(request, 422, "validation-error", "Validation error", detail, errors=[error])
     type_, title = _HTTP_STATUS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     headers = dict(exc.headers) if exc.headers else None

@@ -120,3 +120,14 @@ async def test_redis_down_answers_503_not_a_500(make_settings: Any) -> None:
     assert job.headers["retry-after"] == "1"
     assert ready.status_code == 503
     assert ready.json()["checks"]["redis"] == "error"
+
+
+async def test_body_that_is_not_utf8_is_a_422(
+    api: httpx.AsyncClient, issue_key: Callable[..., Any]
+) -> None:
+    """Bytes that are not UTF-8 get 422 validation-error, not a 400 or 500."""
+    key = await issue_key("acme")
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    response = await api.post("/v1/jobs", content=b'{"question": "\xff\xfe"}', headers=headers)
+    assert response.status_code == 422
+    assert response.json()["type"].endswith("/validation-error")
