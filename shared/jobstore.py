@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -131,6 +132,11 @@ class Event:
     def terminal(self) -> bool:
         """True for the event that ends the stream."""
         return self.name in TERMINAL_EVENTS
+
+
+def new_job_id() -> str:
+    """An unguessable job id (128 random bits)."""
+    return "job_" + secrets.token_hex(16)
 
 
 def _dumps(value: Any) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 import structlog
@@ -12,6 +11,7 @@ from fastapi.responses import JSONResponse
 from api.deps import ClientsDep, TenantDep
 from shared.documents import to_public
 from shared.errors import InvalidInput, NotFound
+from shared.jobstore import new_job_id
 from shared.redis_keys import INGEST_JOB, PURGE_JOB
 from shared.schemas.documents import (
     DocumentCreate,
@@ -26,10 +26,6 @@ log = structlog.get_logger("api.documents")
 INGEST_QUEUE = "batch"  # indexing never takes an interactive slot
 
 
-def _job_id() -> str:
-    return "job_" + secrets.token_hex(16)
-
-
 @router.post("", status_code=202, response_model=DocumentPublic)
 async def create_document(
     request: Request, body: DocumentCreate, clients: ClientsDep, tenant: TenantDep
@@ -39,7 +35,7 @@ async def create_document(
         raise InvalidInput(
             "text is empty", extra={"errors": [{"loc": ["body", "text"], "msg": "empty"}]}
         )
-    job_id = _job_id()
+    job_id = new_job_id()
     doc, version = await clients.documents.stage(tenant, body, job_id=job_id)
     payload = IngestJobPayload(
         job_id=job_id,
@@ -85,7 +81,7 @@ async def delete_document(
     """Delete a document; it stops appearing in answers at once."""
     if not await clients.documents.delete(tenant, document_id):
         raise NotFound(f"No document {document_id!r}.")
-    job_id = _job_id()
+    job_id = new_job_id()
     payload = PurgeJobPayload(
         job_id=job_id,
         tenant=tenant,

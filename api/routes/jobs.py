@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -15,7 +14,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import ClientsDep, TenantDep
 from shared.errors import Conflict, InvalidInput, NotFound, Timeout
-from shared.jobstore import to_public
+from shared.jobstore import new_job_id, to_public
 from shared.schemas.jobs import (
     TERMINAL_STATUSES,
     JobCreate,
@@ -29,11 +28,6 @@ log = structlog.get_logger("api.jobs")
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
-
-
-def new_job_id() -> str:
-    """An unguessable job id (128 random bits)."""
-    return "job_" + secrets.token_hex(16)
 
 
 async def _load(clients: ClientsDep, tenant: str, job_id: str) -> dict[str, str]:
@@ -198,17 +192,7 @@ async def rag(
     done = to_public(await _load(clients, tenant, job.id))
     extra: dict[str, Any] = {"job_id": job.id}
     if done.status == "completed" and done.result is not None:
-        r = done.result
-        answer = RagResponse(
-            job_id=job.id,
-            answer=r.answer,
-            citations=r.citations,
-            degraded=r.degraded,
-            degraded_reason=r.degraded_reason,
-            cached=r.cached,
-            usage=r.usage,
-            cost_usd=r.cost_usd,
-        )
+        answer = RagResponse.model_validate({"job_id": job.id, **done.result.model_dump()})
         return JSONResponse(answer.model_dump(mode="json"))
     if done.status == "failed":
         message = done.error.message if done.error else "the job failed"

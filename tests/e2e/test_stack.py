@@ -43,6 +43,16 @@ async def _running_stack(stack: Stack, *llm_flags: str) -> tuple[httpx.AsyncClie
     return httpx.AsyncClient(base_url=stack.url, headers=auth(key), timeout=60), key
 
 
+async def _submit_until_first_delta(client: httpx.AsyncClient) -> str:
+    """Submit a question and return its job id once the answer has started streaming."""
+    job_id = str((await client.post("/v1/jobs", json={"question": "How to rotate?"})).json()["id"])
+    async with aconnect_sse(client, "GET", f"/v1/jobs/{job_id}/events") as source:
+        async for e in source.aiter_sse():
+            if e.event == "answer.delta":
+                break
+    return job_id
+
+
 async def _events(client: httpx.AsyncClient, job_id: str) -> list[tuple[int, str, dict[str, Any]]]:
     out = []
     async with aconnect_sse(client, "GET", f"/v1/jobs/{job_id}/events") as source:
@@ -89,11 +99,7 @@ async def test_cancel_stops_a_streaming_answer(stack: Stack) -> None:
     event stream ends with job.cancelled and no delta after it."""
     client, _ = await _running_stack(stack, "--token-latency-ms", "300")
     async with client:
-        job_id = (await client.post("/v1/jobs", json={"question": "How to rotate?"})).json()["id"]
-        async with aconnect_sse(client, "GET", f"/v1/jobs/{job_id}/events") as source:
-            async for e in source.aiter_sse():
-                if e.event == "answer.delta":
-                    break
+        job_id = await _submit_until_first_delta(client)
         sent_at_cancel = (await stack.llm_stats())["tokens_sent"]
         cancelled = await client.post(f"/v1/jobs/{job_id}/cancel")
         after = await stack.llm_stats(wait="streams_disconnected", min=1, timeout=30)
@@ -112,11 +118,7 @@ async def test_killed_worker_job_completes_on_a_new_worker(stack: Stack) -> None
     (after the lock lapses), and the replayed deltas still equal the final answer."""
     client, _ = await _running_stack(stack, "--token-latency-ms", "100")
     async with client:
-        job_id = (await client.post("/v1/jobs", json={"question": "How to rotate?"})).json()["id"]
-        async with aconnect_sse(client, "GET", f"/v1/jobs/{job_id}/events") as source:
-            async for e in source.aiter_sse():
-                if e.event == "answer.delta":
-                    break
+        job_id = await _submit_until_first_delta(client)
         stack.procs["worker"].send_signal(signal.SIGKILL)
         await stack.procs["worker"].wait()
         await stack.start_worker("worker2")
