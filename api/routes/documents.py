@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import ClientsDep, TenantDep
+from api.uploads import OPENAPI_BODY, document_from_request
 from shared.documents import to_public
-from shared.errors import InvalidInput, NotFound
+from shared.errors import NotFound
 from shared.jobstore import new_job_id
 from shared.redis_keys import INGEST_JOB, PURGE_JOB
 from shared.schemas.documents import (
-    DocumentCreate,
     DocumentList,
     DocumentPublic,
     IngestJobPayload,
@@ -26,15 +26,10 @@ log = structlog.get_logger("api.documents")
 INGEST_QUEUE = "batch"  # indexing never takes an interactive slot
 
 
-@router.post("", status_code=202, response_model=DocumentPublic)
-async def create_document(
-    request: Request, body: DocumentCreate, clients: ClientsDep, tenant: TenantDep
-) -> JSONResponse:
-    """Ingest a document (JSON body); posting an existing id replaces it."""
-    if not body.text.strip():
-        raise InvalidInput(
-            "text is empty", extra={"errors": [{"loc": ["body", "text"], "msg": "empty"}]}
-        )
+@router.post("", status_code=202, response_model=DocumentPublic, openapi_extra=OPENAPI_BODY)
+async def create_document(request: Request, clients: ClientsDep, tenant: TenantDep) -> JSONResponse:
+    """Ingest a document (JSON, or a multipart .txt/.md upload); an existing id is replaced."""
+    body = await document_from_request(request)
     job_id = new_job_id()
     doc, version = await clients.documents.stage(tenant, body, job_id=job_id)
     payload = IngestJobPayload(

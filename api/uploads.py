@@ -1,0 +1,122 @@
+"""Reading a document from a request: a JSON body, or a multipart upload of a text file.
+
+Only UTF-8 text is accepted (`.txt`, `.md`); anything else is refused before it is
+stored, with 415 for a file type ragq cannot read and 422 for invalid content.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePath
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from shared.errors import InvalidInput, UnsupportedMediaType
+from shared.schemas.documents import DocumentCreate
+
+TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
+TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-markdown"})
+
+# Both request forms, for the OpenAPI description of the route.
+OPENAPI_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": DocumentCreate.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "id": {"type": "string"},
+                        "title": {"type": "string"},
+                        "metadata": {"type": "string", "description": "a JSON object"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def _invalid(field: str, message: str) -> InvalidInput:
+    return InvalidInput(message, extra={"errors": [{"loc": ["body", field], "msg": message}]})
+
+
+def _validated(values: dict[str, Any]) -> DocumentCreate:
+    try:
+        doc = DocumentCreate.model_validate(values)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        ) from None
+    if not doc.text.strip():
+        raise _invalid("text", "text is empty")
+    return doc
+
+
+async def _from_json(request: Request) -> DocumentCreate:
+    try:
+        values = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise _invalid("body", "the body is not valid UTF-8 JSON") from None
+    if not isinstance(values, dict):
+        raise _invalid("body", "the body must be a JSON object")
+    return _validated(values)
+
+
+def _decode_text(name: str, raw: bytes) -> str:
+    if b"\x00" in raw:
+        raise UnsupportedMediaType(f"{name} looks binary; upload UTF-8 .txt or .md files")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _invalid("file", f"{name} is not valid UTF-8 (byte {exc.start})") from None
+    return text.removeprefix("\ufeff")  # a BOM is an encoding mark, not text
+
+
+async def _from_form(request: Request) -> DocumentCreate:
+    async with request.form(max_files=1, max_fields=8) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise _invalid("file", "a `file` part is required")
+        name = upload.filename or "upload"
+        suffix = PurePath(name).suffix.lower()
+        content_type = (upload.content_type or "").split(";")[0].strip().lower()
+        if suffix not in TEXT_SUFFIXES and content_type not in TEXT_TYPES:
+            raise UnsupportedMediaType(
+                f"cannot read {name!r} ({content_type or 'no type'}): upload .txt or .md files"
+            )
+        text = _decode_text(name, await upload.read())
+        raw_metadata = form.get("metadata")
+        try:
+            metadata = json.loads(raw_metadata) if isinstance(raw_metadata, str) else {}
+        except json.JSONDecodeError:
+            raise _invalid("metadata", "metadata must be a JSON object") from None
+        title = form.get("title")
+        heading = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith("# ")), "")
+        values: dict[str, Any] = {
+            "text": text,
+            "title": title if isinstance(title, str) and title else heading or PurePath(name).stem,
+            "metadata": metadata,
+        }
+        if isinstance(doc_id := form.get("id"), str) and doc_id:
+            values["id"] = doc_id
+        return _validated(values)
+
+
+async def document_from_request(request: Request) -> DocumentCreate:
+    """The document a JSON or multipart request carries, validated."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        return await _from_json(request)
+    if content_type == "multipart/form-data":
+        return await _from_form(request)
+    raise UnsupportedMediaType(
+        f"send application/json or multipart/form-data, not {content_type or 'no content type'}"
+    )
