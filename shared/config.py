@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     embeddings_model: str = "wordllama-l2-supercat-256"
     embeddings_api_key: SecretStr = SecretStr("EMPTY")
     embeddings_timeout_s: float = Field(30.0, gt=0)
+    embedding_cache_ttl_s: int = Field(30 * 86_400, ge=0)  # 0 turns the cache off
     chunk_max_chars: int = Field(1200, ge=100)
     chunk_overlap_chars: int = Field(150, ge=0)
 

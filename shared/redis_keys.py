@@ -75,6 +75,10 @@ class Keys:
         """Sorted set of a tenant's document ids, scored by creation order."""
         return f"{self.prefix}:docs:{tenant}"
 
+    def embedding(self, model: str, digest: str) -> str:
+        """Cached embedding of a text (by SHA-256) under one model."""
+        return f"{self.prefix}:emb:{model}:{digest}"
+
     @property
     def workers(self) -> str:
         """Hash of live worker id → heartbeat JSON."""

@@ -23,6 +23,7 @@ from shared.documents import DocumentStore
 from shared.jobstore import JobStore
 from shared.logging import get_logger
 from shared.redis_keys import Keys
+from workers.rag.embedcache import CachedEmbedder
 from workers.rag.embeddings import Embedder, build_embedder
 from workers.rag.llm import LLMClient
 from workers.rag.retrieval import Retriever
@@ -72,7 +73,9 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
     redis = make_redis(settings)
     redis_blocking = make_redis(settings, blocking=True)
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ragq-cpu")
-    embedder = await build_embedder(settings, executor)
+    embedder: Embedder = await build_embedder(settings, executor)
+    if settings.embedding_cache_ttl_s:
+        embedder = CachedEmbedder(embedder, redis, keys, ttl_s=settings.embedding_cache_ttl_s)
     store = await ChunkStore.open(settings, dim=embedder.dim)
     documents = DocumentStore(redis, keys)
     runtime = Runtime(
