@@ -1,4 +1,4 @@
-"""The `ragq` command: serve, worker, dev, keys, ingest, ask.
+"""The `ragq` command: serve, worker, dev, keys, ingest, ask, eval.
 
 The API and worker entry points are resolved by name (as uvicorn and arq do), so this
 dispatcher never imports `api` or `workers` code into `shared`.
@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from shared import evaluation
 from shared.config import get_settings
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -149,6 +150,10 @@ def _ask(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    return evaluation.run_from_args(args)
+
+
 def _dev(args: argparse.Namespace) -> int:
     return int(importlib.import_module("shared.devstack").run_dev(args))
 
@@ -198,6 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--top-k", type=int, default=5)
     ask.add_argument("--no-stream", action="store_true")
     ask.set_defaults(func=_ask)
+
+    eval_ = sub.add_parser(
+        "eval",
+        help="the deploy gate: score answers and citations on a question set",
+        description="Ask every question of --data through POST /v1/rag and score the answers "
+        "and citations; exit 0 when every threshold is met, 1 below one, 2 on usage or "
+        "connection errors.",
+    )
+    evaluation.add_eval_arguments(eval_)
+    eval_.set_defaults(func=_eval)
     return parser
 
 
