@@ -4,12 +4,14 @@ This module holds only that server: its Starlette app, its deterministic answers
 embeddings, its run-time fault injection and counters, the in-process `serve_testllm`
 helper and the command line. It must not import ragq code, so it tests ragq from outside.
 
-Answers: the last user message is scanned for sources, i.e. lines starting `[n] `; a
-source runs until the next `[n] ` line or a line starting `Question:`. From each
-source a leading `(...)` title and then a leading `Title: ...` line are dropped, and
-its first sentence is what is left up to the first `.`, `!` or `?` followed by white
-space (or all of it). The answer is `According to the sources, <sentence> [n]`, followed
-by ` <sentence> [m]` for a second source, taking the first two sources in prompt order;
+Answers imitate a model that quotes its sources: the last user message is scanned for
+sources, i.e. lines starting `[n] `; a source runs until the next `[n] ` line or the
+`Question: ...` line. From each source a leading `(...)` title and a `Title: ...` line
+are dropped, and so are code-fence lines and Markdown heading/list/quote marks; its
+sentences end at `.`, `!` or `?` followed by white space. The sentence sharing most
+words with the question (the first on a tie) is quoted. The answer is
+`According to the sources, <sentence> [n] <sentence> [m] ...` over the first three
+sources in prompt order;
 without sources it is `I could not find this in the provided sources.`. Tokens are
 `re.findall(r"\\S+\\s*", answer)`, so they concatenate back to the answer exactly.
 
@@ -82,7 +84,52 @@ _SOURCE_START = re.compile(r"^\s*\[(\d+)\](?:\s+(.*))?$")
 _QUESTION_LINE = re.compile(r"^\s*Question:")
 _PAREN_TITLE = re.compile(r"^\([^()]*\)\s*(.*)$")
 _TITLE_LINE = re.compile(r"^Title:", re.IGNORECASE)
-_FIRST_SENTENCE = re.compile(r"(.+?[.!?])(?=\s|$)")
+_SENTENCES = re.compile(r".+?[.!?](?=\s|$)|.+$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_MARKUP = re.compile(r"^\s*(#{1,6}\s+|[-*+]\s+|\d+\.\s+|>\s*)")
+ANSWER_SOURCES = 3
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+        "my",
+        "our",
+        "we",
+    ]
+)
 _TOKEN = re.compile(r"\S+\s*")
 _WORD = re.compile(r"\w+")
 
@@ -246,9 +293,14 @@ def _text_of(content: object) -> str:
     return ""
 
 
-def _source_sentence(lines: list[str]) -> str:
-    """First sentence of a source's lines, after dropping a leading title."""
-    body = [line.strip() for line in lines]
+def _terms(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+
+
+def _source_sentence(lines: list[str], wanted: set[str]) -> str:
+    """The sentence of a source that shares most words with the question (the first on a
+    tie), after dropping a leading title, code fence markers and Markdown heading marks."""
+    body = [_MARKUP.sub("", line).strip() for line in lines if not _FENCE.match(line)]
     while body and not body[0]:
         body.pop(0)
     if body and (match := _PAREN_TITLE.match(body[0])):
@@ -258,23 +310,27 @@ def _source_sentence(lines: list[str]) -> str:
     if body and _TITLE_LINE.match(body[0]):
         body.pop(0)
     text = " ".join(" ".join(body).split())
-    match = _FIRST_SENTENCE.match(text)
-    return match.group(1) if match else text
+    sentences = _SENTENCES.findall(text) or [text]
+    best = max(enumerate(sentences), key=lambda p: (len(wanted & _terms(p[1])), -p[0]))
+    return best[1].strip()
 
 
 def _sources(text: str) -> list[tuple[int, str]]:
-    """`(number, first sentence)` of each non-empty source in `text`, in order."""
+    """`(number, best sentence)` of each non-empty source in `text`, in order."""
     found: list[tuple[int, list[str]]] = []
     current: list[str] | None = None
+    question = ""
     for line in text.splitlines():
         if match := _SOURCE_START.match(line):
             current = [match.group(2) or ""]
             found.append((int(match.group(1)), current))
         elif _QUESTION_LINE.match(line):
             current = None
+            question = line.split(":", 1)[1]
         elif current is not None:
             current.append(line)
-    pairs = [(number, _source_sentence(lines)) for number, lines in found]
+    wanted = _terms(question)
+    pairs = [(number, _source_sentence(lines, wanted)) for number, lines in found]
     return [(number, sentence) for number, sentence in pairs if sentence]
 
 
@@ -284,7 +340,7 @@ def answer_for(messages: Sequence[Mapping[str, Any]]) -> str:
     sources = _sources(_text_of(user[-1].get("content"))) if user else []
     if not sources:
         return NO_ANSWER
-    cited = " ".join(f"{sentence} [{number}]" for number, sentence in sources[:2])
+    cited = " ".join(f"{sentence} [{number}]" for number, sentence in sources[:ANSWER_SOURCES])
     return ANSWER_PREFIX + cited
 
 

@@ -19,6 +19,7 @@ import wordllama
 from wordllama import WordLlama
 
 from shared.config import Settings
+from workers.rag.minilm import MiniLMEmbedder
 
 
 class Embedder(Protocol):
@@ -130,7 +131,11 @@ class OpenAIEmbedder:
 
 
 async def build_embedder(settings: Settings, executor: concurrent.futures.Executor) -> Embedder:
-    """The configured embedder, started: the server's when a URL is set, else WordLlama."""
+    """The configured embedder, started: the server's when a URL is set, else an embedded one.
+
+    Embedded models: WordLlama (`wordllama-l2-supercat-256`) and all-MiniLM-L6-v2
+    (`all-minilm-l6-v2`), both loaded from installed packages inside `executor`.
+    """
     if settings.embeddings_base_url:
         embedder = OpenAIEmbedder(
             base_url=settings.embeddings_base_url,
@@ -144,10 +149,12 @@ async def build_embedder(settings: Settings, executor: concurrent.futures.Execut
             await embedder.aclose()
             raise
         return embedder
-    if settings.embeddings_model != WordLlamaEmbedder.name:
-        raise ValueError(
-            f"RAGQ_EMBEDDINGS_MODEL={settings.embeddings_model!r} needs"
-            f" RAGQ_EMBEDDINGS_BASE_URL; the embedded model is {WordLlamaEmbedder.name!r}"
-        )
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(executor, WordLlamaEmbedder.load, executor)
+    if settings.embeddings_model == MiniLMEmbedder.name:
+        return await loop.run_in_executor(executor, MiniLMEmbedder.load, executor)
+    if settings.embeddings_model == WordLlamaEmbedder.name:
+        return await loop.run_in_executor(executor, WordLlamaEmbedder.load, executor)
+    raise ValueError(
+        f"RAGQ_EMBEDDINGS_MODEL={settings.embeddings_model!r} needs RAGQ_EMBEDDINGS_BASE_URL;"
+        f" the embedded models are {WordLlamaEmbedder.name!r} and {MiniLMEmbedder.name!r}"
+    )
