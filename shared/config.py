@@ -5,6 +5,7 @@ Only entry points call `get_settings()`; everything else receives a `Settings`.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -56,15 +57,22 @@ class Settings(BaseSettings):
     qdrant_url: str = ""
     qdrant_path: Path = Path("data/qdrant")
     qdrant_api_key: SecretStr | None = None
-    qdrant_collection: str = "ragq_chunks"
+    qdrant_collection: str = ""  # empty = one collection per embedding model (see below)
     qdrant_timeout_s: float = Field(10.0, gt=0)
     embeddings_base_url: str = ""
-    embeddings_model: str = "wordllama-l2-supercat-256"
+    embeddings_model: str = "all-minilm-l6-v2"  # or wordllama-l2-supercat-256 (fast, weaker)
     embeddings_api_key: SecretStr = SecretStr("EMPTY")
     embeddings_timeout_s: float = Field(30.0, gt=0)
     embedding_cache_ttl_s: int = Field(30 * 86_400, ge=0)  # 0 turns the cache off
     chunk_max_chars: int = Field(1200, ge=100)
     chunk_overlap_chars: int = Field(150, ge=0)
+    retrieval_mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    max_chunks_per_document: int = Field(3, ge=0)  # 0 = no cap
+    rrf_weights: tuple[float, float] = (1.0, 2.0)  # dense, sparse; JSON in the env: [1, 2]
+    rrf_k: int = Field(10, ge=1)
+    bm25_k1: float = Field(1.2, ge=0)
+    bm25_b: float = Field(0.75, ge=0, le=1)
+    bm25_avgdl: float | None = Field(None, gt=0)  # None = chunk_max_chars / 15
 
     # LLM
     llm_base_url: str = ""
@@ -84,6 +92,13 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("rrf_weights")
+    @classmethod
+    def _weights(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if min(value) < 0 or max(value) == 0:
+            raise ValueError("RAGQ_RRF_WEIGHTS: both >= 0 and not both 0")
+        return value
+
     @model_validator(mode="after")
     def _overlap_below_chunk(self) -> Settings:
         if self.chunk_overlap_chars >= self.chunk_max_chars:
@@ -99,6 +114,13 @@ class Settings(BaseSettings):
     def allowed_models(self) -> set[str]:
         """Model names a request may ask for."""
         return {self.llm_model, *self.llm_models}
+
+    @property
+    def collection_name(self) -> str:
+        """The Qdrant collection: RAGQ_QDRANT_COLLECTION, else named after the embedding
+        model, so switching models never mixes vectors of two models in one collection."""
+        model = re.sub(r"[^a-z0-9]+", "_", self.embeddings_model.lower()).strip("_")
+        return self.qdrant_collection or f"ragq_{model}"
 
     @property
     def embedded_qdrant(self) -> bool:

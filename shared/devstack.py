@@ -136,7 +136,7 @@ def _read_corpus(corpus: Path) -> list[dict[str, Any]]:
 
 async def _load_corpus(client: httpx.AsyncClient, key: str, corpus: Path, *, force: bool) -> None:
     """Post the sample corpus once: documents already indexed are left alone, unless the
-    vector store is new (`force`) while Redis still remembers them."""
+    vector store or its collection is new (`force`) while Redis still remembers them."""
     entries = await asyncio.to_thread(_read_corpus, corpus)
     if not entries:
         _say(f"no sample corpus at {corpus}, skipping")
@@ -175,9 +175,9 @@ async def _run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    new_store = settings.embedded_qdrant and not await asyncio.to_thread(
-        settings.qdrant_path.exists
-    )
+    # a marker beside the embedded store says this store and collection hold the corpus
+    marker = settings.qdrant_path / f".ragq-dev-corpus-{settings.collection_name}"
+    new_store = settings.embedded_qdrant and not await asyncio.to_thread(marker.exists)
     redis = await _start_redis(settings)
     procs: list[Process] = []
     try:
@@ -190,6 +190,8 @@ async def _run(args: argparse.Namespace) -> None:
             await _wait_ready(client, procs)
             key = await _dev_key(client)
             await _load_corpus(client, key, Path(args.corpus), force=new_store)
+            if settings.embedded_qdrant:
+                await asyncio.to_thread(marker.touch)
         sys.stdout.write(
             "\nragq is ready. Ask it something:\n\n"
             f"curl -s {base}/v1/rag -H 'Authorization: Bearer {key}' "

@@ -89,7 +89,7 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
         documents=documents,
         store=store,
         embedder=embedder,
-        retriever=Retriever(store, embedder, documents),
+        retriever=Retriever.from_settings(settings, store, embedder, documents),
         llm=LLMClient(settings) if settings.llm_base_urls else None,
         executor=executor,
         worker_id=f"{socket.gethostname()}:{os.getpid()}",

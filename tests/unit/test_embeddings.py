@@ -32,7 +32,10 @@ def executor() -> Iterator[ThreadPoolExecutor]:
 
 
 def _settings(**overrides: Any) -> Settings:
-    values: dict[str, Any] = {"embeddings_base_url": ""} | overrides
+    values: dict[str, Any] = {
+        "embeddings_base_url": "",
+        "embeddings_model": "wordllama-l2-supercat-256",
+    } | overrides
     return Settings(_env_file=None, **values)
 
 
@@ -43,13 +46,15 @@ def _cosine(a: list[float], b: list[float]) -> float:
 async def test_wordllama_loads_from_the_package_without_network(
     executor: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The default embedder starts on a machine that cannot reach a model hub."""
+    """The WordLlama option starts on a machine that cannot reach a model hub."""
 
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("WordLlama tried to download")
 
     monkeypatch.setattr(wordllama.wordllama.requests, "get", no_network)
-    embedder = await build_embedder(_settings(), executor)
+    embedder = await build_embedder(
+        _settings(embeddings_model="wordllama-l2-supercat-256"), executor
+    )
     assert isinstance(embedder, WordLlamaEmbedder)
     assert (embedder.name, embedder.dim) == ("wordllama-l2-supercat-256", 256)
 

@@ -1,38 +1,77 @@
-"""Retrieval: embed the question, search the tenant's chunks, keep only visible versions.
+"""Retrieval: embed the question, search the tenant's chunks (dense and BM25, fused, by
+default), keep only visible versions.
 
 The vector store may still hold chunks of deleted or replaced documents (purging is
 asynchronous); the document records in Redis decide what is visible, so a delete or
-replace takes effect for queries at once. Hybrid search (#3) plugs in at `search`.
+replace takes effect for queries at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from shared.config import Settings
 from shared.documents import DocumentStore
 from shared.schemas.common import Scalar
 from shared.schemas.jobs import Citation
 from workers.rag.embeddings import Embedder
-from workers.rag.vectorstore import ChunkStore, Hit
+from workers.rag.vectorstore import ChunkStore, Hit, SearchMode
 
 OVERFETCH = 3  # candidates per wanted chunk, to survive dropping invisible versions
+# Chunks one document may contribute: on data/deploy_eval.jsonl and Python's FAQ, 3 kept
+# every answer-bearing chunk and let questions that need two documents see both more often
+# (2 did that more but lost chunks holding the answer; 1 lost many).
+MAX_CHUNKS_PER_DOCUMENT = 3
 
 
 class Retriever:
     """Finds the chunks an answer is built from."""
 
-    def __init__(self, store: ChunkStore, embedder: Embedder, documents: DocumentStore) -> None:
+    def __init__(
+        self,
+        store: ChunkStore,
+        embedder: Embedder,
+        documents: DocumentStore,
+        *,
+        mode: SearchMode = "hybrid",
+        max_chunks_per_document: int | None = MAX_CHUNKS_PER_DOCUMENT,
+    ) -> None:
+        """`max_chunks_per_document=None` lets one document fill every place."""
         self._store = store
         self._embedder = embedder
         self._documents = documents
+        self._mode: SearchMode = mode
+        self._max_per_document = max_chunks_per_document
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, store: ChunkStore, embedder: Embedder, documents: DocumentStore
+    ) -> Retriever:
+        """A retriever searching as RAGQ_RETRIEVAL_MODE and RAGQ_MAX_CHUNKS_PER_DOCUMENT say
+        (0 there: no limit)."""
+        return cls(
+            store,
+            embedder,
+            documents,
+            mode=settings.retrieval_mode,
+            max_chunks_per_document=settings.max_chunks_per_document or None,
+        )
 
     async def retrieve(
         self, tenant: str, question: str, *, top_k: int, filters: Mapping[str, Scalar]
     ) -> list[Citation]:
         """The `top_k` best visible chunks, as citations numbered in rank order."""
-        [vector] = await self._embedder.embed([question])
+        vector: Sequence[float] | None = None
+        if self._mode != "sparse":  # BM25 alone needs no embedding
+            [vector] = await self._embedder.embed([question])
         hits = await self._store.search(
-            tenant, vector, limit=top_k * OVERFETCH + 10, filters=dict(filters)
+            tenant,
+            vector,
+            text=question,
+            limit=top_k * OVERFETCH + 10,
+            filters=dict(filters),
+            mode=self._mode,
+            max_per_document=self._max_per_document,
         )
         visible = await self._documents.visible_versions(
             tenant, sorted({h.chunk.document_id for h in hits})
