@@ -87,7 +87,9 @@ _TITLE_LINE = re.compile(r"^Title:", re.IGNORECASE)
 _SENTENCES = re.compile(r".+?[.!?](?=\s|$)|.+$")
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _MARKUP = re.compile(r"^\s*(#{1,6}\s+|[-*+]\s+|\d+\.\s+|>\s*)")
-ANSWER_SOURCES = 3
+ANSWER_SOURCES = 5
+SENTENCES_PER_SOURCE = 2
+_HEADING = re.compile(r"^\s*#{1,6}\s")
 _STOPWORDS = frozenset(
     [
         "a",
@@ -298,21 +300,26 @@ def _terms(text: str) -> set[str]:
 
 
 def _source_sentence(lines: list[str], wanted: set[str]) -> str:
-    """The sentence of a source that shares most words with the question (the first on a
-    tie), after dropping a leading title, code fence markers and Markdown heading marks."""
-    body = [_MARKUP.sub("", line).strip() for line in lines if not _FENCE.match(line)]
+    """The sentences of a source that share most words with the question (at most
+    `SENTENCES_PER_SOURCE`, in source order; the first sentence when none shares a word),
+    after dropping a leading title, headings, code fence lines and list/quote marks."""
+    body = [line.strip() for line in lines]
     while body and not body[0]:
         body.pop(0)
     if body and (match := _PAREN_TITLE.match(body[0])):
         body[0] = match.group(1)
-        while body and not body[0]:
-            body.pop(0)
     if body and _TITLE_LINE.match(body[0]):
         body.pop(0)
+    body = [
+        _MARKUP.sub("", line)
+        for line in body
+        if not _FENCE.match(line) and not _HEADING.match(line)
+    ]
     text = " ".join(" ".join(body).split())
-    sentences = _SENTENCES.findall(text) or [text]
-    best = max(enumerate(sentences), key=lambda p: (len(wanted & _terms(p[1])), -p[0]))
-    return best[1].strip()
+    sentences = [s.strip() for s in _SENTENCES.findall(text)] or [text]
+    scored = sorted(enumerate(sentences), key=lambda p: (-len(wanted & _terms(p[1])), p[0]))
+    best = [p for p in scored[:SENTENCES_PER_SOURCE] if wanted & _terms(p[1])] or scored[:1]
+    return " ".join(s for _, s in sorted(best))
 
 
 def _sources(text: str) -> list[tuple[int, str]]:
