@@ -254,3 +254,24 @@ def test_validate_chunks_rejects_text_left_out() -> None:
     kept = [dataclasses.replace(chunks[0]), dataclasses.replace(chunks[2], index=1)]
     with pytest.raises(ChunkOffsetError, match=r"^chunk 1 .*in no chunk"):
         validate_chunks(text, kept)
+
+
+def test_every_sample_document_chunks_with_exact_offsets() -> None:
+    """Every chunk of every sample document (code blocks, tables, CRLF, non-ASCII) is
+    exactly text[start:end] of its source, at the default and at a small chunk size."""
+    from pathlib import Path
+
+    corpus = Path(__file__).resolve().parents[2] / "data" / "corpus"
+    texts = [p.read_bytes().decode("utf-8") for p in sorted(corpus.glob("*.md"))]
+    counted = 0
+    for text in texts:
+        for max_chars, overlap in ((1200, 150), (300, 60)):
+            chunks = chunk_text(text, max_chars=max_chars, overlap_chars=overlap)
+            validate_chunks(text, chunks)
+            assert all(text[c.start : c.end] == c.text for c in chunks)
+            counted += len(chunks)
+    assert len(texts) >= 30
+    assert any("\r\n" in t for t in texts)
+    assert any("```" in t for t in texts)
+    assert any(not t.isascii() for t in texts)
+    assert counted > 600
