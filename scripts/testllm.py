@@ -90,48 +90,12 @@ _MARKUP = re.compile(r"^\s*(#{1,6}\s+|[-*+]\s+|\d+\.\s+|>\s*)")
 ANSWER_SOURCES = 5
 SENTENCES_PER_SOURCE = 2
 _HEADING = re.compile(r"^\s*#{1,6}\s")
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "this",
-        "to",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-        "my",
-        "our",
-        "we",
-    ]
+# a few function words, kept here: this server must not import ragq code
+_STOPWORD_TEXT = (
+    "a an and are as at be by can do does for from how i in is it of on or that the this "
+    "to what when where which who why will with you your my our we"
 )
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _TOKEN = re.compile(r"\S+\s*")
 _WORD = re.compile(r"\w+")
 

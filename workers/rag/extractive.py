@@ -5,53 +5,13 @@ from __future__ import annotations
 import re
 
 from shared.schemas.jobs import Citation
+from workers.rag.sparse import STOPWORDS
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SENTENCE = re.compile(r"[^.!?\n]+(?:[.!?]+|\n|$)")
 # fenced code, headings and table rows read badly as answer sentences
 _NOT_PROSE = re.compile(r"(?s:```.*?(?:```|\Z))|^[ \t]*(?:#{1,6}[ \t].*|\|.*)$", re.MULTILINE)
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "of",
-        "on",
-        "or",
-        "that",
-        "the",
-        "this",
-        "to",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-        "my",
-        "our",
-        "we",
-    ]
-)
+_STOP = STOPWORDS
 NOTHING_FOUND = "I could not find anything about this in your documents."
 
 
