@@ -110,6 +110,7 @@ class Stack:
     logs: Path
     env: dict[str, str]
     url: str = ""
+    llm_url: str = ""
     procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
 
     async def spawn(self, name: str, *args: str) -> None:
@@ -126,14 +127,15 @@ class Stack:
                 stderr=log,
             )
 
-    async def start_llm(self) -> None:
-        """Start the test LLM server and point ragq at it once it prints its READY line."""
+    async def start_llm(self, *flags: str) -> None:
+        """Start the test LLM server (with `flags`) and point ragq at it once it is READY."""
         with (self.logs / "llm.log").open("ab") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 str(ROOT / "scripts" / "testllm.py"),
                 "--port",
                 "0",
+                *flags,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 cwd=ROOT,
@@ -147,7 +149,8 @@ class Stack:
         words = line.decode().split()
         if len(words) != 2 or words[0] != "READY":
             raise GateError(f"the test LLM did not start (it printed {line!r})")
-        self.env["RAGQ_LLM_BASE_URL"] = f"{words[1]}/v1"
+        self.llm_url = words[1]
+        self.env["RAGQ_LLM_BASE_URL"] = f"{self.llm_url}/v1"
 
     async def start_api(self) -> None:
         """Start the API on a free port and wait until /readyz is 200 (a worker is live)."""

@@ -35,7 +35,7 @@ async def _running_stack(stack: Stack, *llm_flags: str) -> tuple[httpx.AsyncClie
     await stack.start_llm(*llm_flags)
     await stack.start_worker()
     await stack.start_api()
-    key = await stack.key("acme")
+    key = await stack.create_key("acme")
     async with httpx.AsyncClient(base_url=stack.url, headers=auth(key), timeout=60) as setup:
         assert (await setup.post("/v1/documents", json=DOC)).status_code == 202
         while (await setup.get(f"/v1/documents/{DOC['id']}")).json()["status"] != "indexed":
@@ -87,7 +87,7 @@ async def test_sse_resume_across_many_reconnects(stack: Stack) -> None:
             reconnects += 1
         job = (await client.get(f"/v1/jobs/{job_id}")).json()
     answer = "".join(d["delta"] for _, name, d in seen if name == "answer.delta")
-    assert reconnects >= 5, stack.logs()
+    assert reconnects >= 5, stack.log_tails()
     assert [s[0] for s in seen] == list(range(1, len(seen) + 1))
     assert answer == job["result"]["answer"]
     assert job["result"]["degraded"] is False
@@ -108,7 +108,7 @@ async def test_cancel_stops_a_streaming_answer(stack: Stack) -> None:
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     assert after["streams_completed"] == 0
-    assert after["tokens_sent"] - sent_at_cancel <= 4, stack.logs()
+    assert after["tokens_sent"] - sent_at_cancel <= 4, stack.log_tails()
     assert names[-1] == "job.cancelled"
     assert "answer.completed" not in names
 
@@ -125,7 +125,7 @@ async def test_killed_worker_job_completes_on_a_new_worker(stack: Stack) -> None
         job = (await client.get(f"/v1/jobs/{job_id}?wait=30")).json()
         events = await _events(client, job_id)
     answer = "".join(d["delta"] for _, name, d in events if name == "answer.delta")
-    assert job["status"] == "completed", stack.logs()
+    assert job["status"] == "completed", stack.log_tails()
     assert job["result"]["degraded"] is False
     assert answer == job["result"]["answer"]
     assert [e[0] for e in events] == list(range(1, len(events) + 1))
@@ -169,7 +169,7 @@ async def test_request_id_follows_the_job_into_the_worker_logs(stack: Stack) -> 
         job_id = submitted.json()["id"]
         await client.get(f"/v1/jobs/{job_id}?wait=30")
     await stack.stop()  # flush the worker's log
-    lines = [json.loads(line) for line in (stack.tmp / "worker.log").read_text().splitlines()]
+    lines = [json.loads(line) for line in (stack.logs / "worker.log").read_text().splitlines()]
     mine = [line for line in lines if line.get("job_id") == job_id]
     assert submitted.headers["x-request-id"] == "trace-77"
     assert {line["event"] for line in mine} >= {"job.started", "job.completed"}
