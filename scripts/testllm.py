@@ -341,6 +341,17 @@ def embed_text(text: str, dim: int) -> list[float]:
 # --------------------------------------------------------------------------- HTTP helpers
 
 
+async def _json_object(request: Request) -> dict[str, Any] | Response:
+    """The request's JSON object body, or the 400 error to answer with."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "The request body is not valid JSON.")
+    if not isinstance(body, dict):
+        return _error(400, "The request body must be a JSON object.")
+    return body
+
+
 def _error(status: int, message: str) -> JSONResponse:
     """An OpenAI/vLLM-style error response."""
     try:
@@ -599,12 +610,9 @@ class _Endpoints:
     async def chat(self, request: Request) -> Response:
         rt = self.rt
         rt.count("chat_requests")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "The request body is not valid JSON.")
-        if not isinstance(body, dict):
-            return _error(400, "The request body must be a JSON object.")
+        body = await _json_object(request)
+        if isinstance(body, Response):
+            return body
         rt.stats.last_request = body
         b = rt.behaviour
         if b.fail_status is not None and b.fail_next != 0:
@@ -647,12 +655,9 @@ class _Endpoints:
     async def embeddings(self, request: Request) -> Response:
         rt = self.rt
         rt.count("embedding_requests")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "The request body is not valid JSON.")
-        if not isinstance(body, dict):
-            return _error(400, "The request body must be a JSON object.")
+        body = await _json_object(request)
+        if isinstance(body, Response):
+            return body
         raw = body.get("input")
         texts = [raw] if isinstance(raw, str) else raw
         if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
