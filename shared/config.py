@@ -81,9 +81,32 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr = SecretStr("EMPTY")
     llm_timeout_s: float = Field(30.0, gt=0)
 
-    # Cost and protection (enforced by later work; parsed here so the contract is whole)
-    daily_budget_usd: float = Field(50.0, ge=0)
+    # LLM resilience: one retry layer, then a circuit breaker per endpoint shared through Redis
+    llm_retries: int = Field(2, ge=0, le=10)  # extra attempts on connection errors, 5xx, 429
+    llm_retry_backoff_s: float = Field(0.2, ge=0)  # first backoff; doubles, with full jitter
+    llm_retry_backoff_max_s: float = Field(2.0, ge=0)
+    breaker_failures: int = Field(5, ge=1)  # consecutive failed calls that open the breaker
+    breaker_failure_ratio: float = Field(0.5, gt=0, le=1)  # ...or this share of a window
+    breaker_window_s: float = Field(30.0, gt=0)
+    breaker_min_calls: int = Field(10, ge=1)  # calls in the window before the ratio counts
+    breaker_open_s: float = Field(15.0, gt=0)  # open this long, then one probe (half-open)
+
+    # Protection: per-key limits (a key's own value wins; 0 = unlimited) and admission
+    default_rpm: int = Field(600, ge=0)
+    default_max_concurrent: int = Field(0, ge=0)
+    drain_window_s: int = Field(60, ge=10, le=3600)  # drain rate measured over this window
+    max_retry_after_s: int = Field(300, ge=1)
+
+    # Cost: prices (JSON, see shared/pricing.py), daily budgets, policy on exhaustion
+    llm_prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    daily_budget_usd: float = Field(50.0, ge=0)  # service-wide; 0 = nothing may be spent
     budget_policy: Literal["degrade", "reject", "fallback_model"] = "degrade"
+    fallback_llm_base_url: str = ""  # policy fallback_model: a cheaper endpoint (or the main)
+    fallback_llm_model: str = ""  # its model; its price must be in the table (often 0)
+    prompt_chars_per_token: float = Field(3.0, gt=0)  # worst-case prompt estimate
+
+    # Answer cache (temperature 0 only) and in-flight coalescing of identical requests
+    answer_cache_ttl_s: int = Field(86_400, ge=0)  # 0 turns the cache and coalescing off
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
@@ -114,6 +137,11 @@ class Settings(BaseSettings):
     def allowed_models(self) -> set[str]:
         """Model names a request may ask for."""
         return {self.llm_model, *self.llm_models}
+
+    @property
+    def fallback_llm_base_urls(self) -> list[str]:
+        """Endpoints of the `fallback_model` budget policy (comma-separated)."""
+        return [u.strip() for u in self.fallback_llm_base_url.split(",") if u.strip()]
 
     @property
     def collection_name(self) -> str:

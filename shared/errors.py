@@ -14,6 +14,7 @@ RagqError
 ├── Timeout
 └── UpstreamError
     ├── UpstreamUnavailable
+    │   └── CircuitOpen
     └── UpstreamTimeout
 """
 
@@ -92,3 +93,7 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamTimeout(UpstreamError):
     """An upstream service timed out."""
+
+
+class CircuitOpen(UpstreamUnavailable):
+    """The endpoint's circuit breaker is open: the call was not made."""

@@ -44,9 +44,22 @@ async def start_worker(
             task.result()  # raises the start-up error
 
     yield start
-    for stop, task in stops:
+    for stop, _task in stops:
         stop.set()
-        await task
+    for _stop, task in stops:
+        await _stopped(task)
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    """Wait for a worker to stop; if it does not within a minute, fail with every task's stack
+    (pytest-timeout would show only the threads, which tells nothing about a stuck coroutine)."""
+    done, _ = await asyncio.wait([task], timeout=60)
+    if done:
+        task.result()
+        return
+    for other in asyncio.all_tasks():
+        other.print_stack()
+    pytest.fail("the in-process worker did not stop within 60 s (task stacks above)")
 
 
 @pytest.fixture
