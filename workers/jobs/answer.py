@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from shared.errors import UpstreamError, UpstreamTimeout
+from shared.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from shared.logging import get_logger
 from shared.schemas.jobs import TERMINAL_STATUSES, AnswerJobPayload, Citation, JobResult, Usage
 from workers.lifecycle import Runtime
@@ -150,9 +150,7 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
             ):
                 await emitter.emit(delta)
         except UpstreamError as exc:
-            degraded_reason = (
-                "llm_timeout" if isinstance(exc, UpstreamTimeout) else "llm_unavailable"
-            )
+            degraded_reason = _degraded_reason(exc)
             log.warning("llm.failed", reason=degraded_reason, error=exc.detail)
     if degraded_reason is not None:
         fallback = extractive_answer(request.question, citations)
@@ -183,6 +181,12 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
         citations=len(citations),
         total_ms=result.timings_ms["total"],
     )
+
+
+def _degraded_reason(exc: UpstreamError) -> str:
+    if isinstance(exc, CircuitOpen):
+        return "circuit_open"
+    return "llm_timeout" if isinstance(exc, UpstreamTimeout) else "llm_unavailable"
 
 
 def _epoch(rfc3339_text: str) -> float:
