@@ -95,6 +95,9 @@ async def serve(
             stopper.cancel()
             await _drain(workers, settings.worker_drain_s)
     finally:
+        for w in workers:
+            w.stop()  # each loop returns within one poll delay
+        await asyncio.wait(runs, timeout=settings.worker_poll_s + 1)
         for task in runs:
             task.cancel()
         jobs = [t for w in workers for t in w.tasks.values()]

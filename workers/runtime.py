@@ -45,6 +45,14 @@ class RagqWorker(Worker):
         self._notify_key = notify_key
         self._on_abandoned = on_abandoned
         self._slot_freed = asyncio.Event()
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Make `main()` return at its next turn. Shutdown does not rely on cancelling the
+        loop alone: a cancellation that lands in arq's or redis-py's code can be swallowed,
+        and the loop then runs on (seen in CI as a worker that never stopped)."""
+        self._stopping = True
+        self._slot_freed.set()
 
     async def main(self) -> None:
         """arq's main loop with the sleep between polls replaced by a wake-up wait."""
@@ -63,7 +71,7 @@ class RagqWorker(Worker):
             await self.on_startup(self.ctx)
         renewer = asyncio.create_task(self._renew_locks(), name=f"lock-renewer:{self.queue_name}")
         try:
-            while True:
+            while not self._stopping:
                 await self._poll_iteration()
                 if self.burst:
                     if 0 <= self.max_burst_jobs <= self._jobs_started():
@@ -102,6 +110,8 @@ class RagqWorker(Worker):
                 await asyncio.sleep(self.poll_delay_s)
             return
         self._slot_freed.clear()
+        if self._stopping:
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.poll_delay_s):
                 await self._slot_freed.wait()

@@ -58,7 +58,13 @@ async def _stopped(task: asyncio.Task[None]) -> None:
         task.result()
         return
     for other in asyncio.all_tasks():
-        other.print_stack()
+        print(f"--- {other!r}")
+        awaited: Any = other.get_coro()
+        while awaited is not None:  # the whole chain of awaits, not only the outer frame
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is not None:
+                print(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
     pytest.fail("the in-process worker did not stop within 60 s (task stacks above)")
 
 
