@@ -1,25 +1,41 @@
 """The one LLM wrapper: AsyncOpenAI against the configured OpenAI-compatible endpoints.
 
-The SDK's own retries are off (retries belong to one layer, ours, in #4); vendor
-exceptions are translated here into `UpstreamTimeout` / `UpstreamUnavailable`.
+Retries live in one layer, here (tenacity; the SDK's own are off), and only until the
+first token: an attempt is "open the stream and read up to its first text", so text the
+caller has seen is never asked for twice. Each attempt passes the endpoint's circuit
+breaker (`workers.rag.breaker`), shared by every worker through Redis. Vendor exceptions
+are translated here into `UpstreamTimeout` / `UpstreamUnavailable`; `CircuitOpen` when
+every endpoint's breaker is open, without a network call or a backoff sleep.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
 import httpx2
 import openai
-from openai.types.chat import ChatCompletionMessageParam
+from openai import AsyncStream
+from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam
+from redis.asyncio import Redis
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from shared.config import Settings
-from shared.errors import UpstreamTimeout, UpstreamUnavailable
+from shared.errors import CircuitOpen, UpstreamTimeout, UpstreamUnavailable
 from shared.logging import get_logger
+from shared.redis_keys import Keys
 from shared.schemas.jobs import Usage
+from workers.rag.breaker import Admission, CircuitBreaker
 
 log = get_logger("workers.llm")
 
@@ -33,16 +49,40 @@ class Completion:
     first_token_s: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Request:
+    messages: list[ChatCompletionMessageParam]
+    max_tokens: int
+    temperature: float
+
+
+@dataclass(slots=True)
+class _Opened:
+    """A stream whose first text arrived (`first`), or that ended without any (None)."""
+
+    stream: AsyncStream[ChatCompletionChunk]
+    first: str | None
+
+
 class LLMClient:
     """Streams chat completions from one of several vLLM replicas, picked by prompt prefix."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        redis: Redis,
+        keys: Keys,
+        base_urls: list[str] | None = None,
+        model: str | None = None,
+    ) -> None:
         timeout = httpx2.Timeout(
             connect=min(5.0, settings.llm_timeout_s),
             read=settings.llm_timeout_s,  # the longest silence between two streamed chunks
             write=settings.llm_timeout_s,
             pool=settings.llm_timeout_s,
         )
+        self._targets = list(settings.llm_base_urls if base_urls is None else base_urls)
         self._clients = [
             openai.AsyncOpenAI(
                 base_url=url,
@@ -50,16 +90,19 @@ class LLMClient:
                 timeout=timeout,
                 max_retries=0,
             )
-            for url in settings.llm_base_urls
+            for url in self._targets
         ]
         if not self._clients:
             raise ValueError("no LLM endpoint configured")
-        self.default_model = settings.llm_model
+        self.default_model = model or settings.llm_model
+        self._breaker = CircuitBreaker.from_settings(redis, keys, settings)
+        self._retries = settings.llm_retries  # extra attempts
+        self._backoff_s = settings.llm_retry_backoff_s
+        self._backoff_max_s = settings.llm_retry_backoff_max_s
 
-    def _pick(self, affinity: str) -> openai.AsyncOpenAI:
+    def _pick(self, affinity: str) -> int:
         """Same prompt prefix → same replica, so vLLM's prefix cache gets hits."""
-        index = int(hashlib.sha1(affinity.encode()).hexdigest(), 16) % len(self._clients)
-        return self._clients[index]
+        return int(hashlib.sha1(affinity.encode()).hexdigest(), 16) % len(self._clients)
 
     async def stream(
         self,
@@ -71,35 +114,76 @@ class LLMClient:
         affinity: str,
     ) -> AsyncIterator[str]:
         """Yield content deltas; `completion.usage` is filled in from the final chunk."""
-        client = self._pick(affinity)
+        request = _Request(
+            cast(list[ChatCompletionMessageParam], messages), max_tokens, temperature
+        )
         started = time.perf_counter()
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._retries + 1),
+            wait=wait_random_exponential(multiplier=self._backoff_s, max=self._backoff_max_s),
+            retry=retry_if_exception(_endpoint_failed),  # never CircuitOpen: no sleep
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        with _translated():
+            opened: _Opened = await retrying(
+                self._attempt, self._pick(affinity), request, completion
+            )
         try:
-            stream = await client.chat.completions.create(
+            with _translated():  # from here on a failure is raised, never retried
+                text = opened.first
+                while text is not None:
+                    if completion.first_token_s is None:
+                        completion.first_token_s = time.perf_counter() - started
+                    yield text
+                    text = await _next_text(opened.stream, completion)
+        finally:
+            await opened.stream.close()
+
+    async def _attempt(self, first: int, request: _Request, completion: Completion) -> _Opened:
+        """One try: the first endpoint from `first` on whose breaker allows it, read up to
+        its first text; the outcome is recorded in that endpoint's breaker."""
+        index, admission = await self._admit(first)
+        target = self._targets[index]
+        try:
+            stream = await self._clients[index].chat.completions.create(
                 model=completion.model,
-                messages=cast(list[ChatCompletionMessageParam], messages),
-                max_tokens=max_tokens,
-                temperature=temperature,
+                messages=request.messages,
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            async with stream:
-                async for chunk in stream:
-                    if chunk.usage is not None:
-                        completion.usage = Usage(
-                            prompt_tokens=chunk.usage.prompt_tokens,
-                            completion_tokens=chunk.usage.completion_tokens,
-                            total_tokens=chunk.usage.total_tokens,
-                        )
-                    for choice in chunk.choices:
-                        text = choice.delta.content
-                        if text:
-                            if completion.first_token_s is None:
-                                completion.first_token_s = time.perf_counter() - started
-                            yield text
-        except openai.APITimeoutError as exc:
-            raise UpstreamTimeout(f"LLM timed out: {exc}") from exc
+            try:
+                text = await _next_text(stream, completion)
+            except BaseException:
+                await stream.close()
+                raise
         except (openai.APIError, httpx2.HTTPError) as exc:
-            raise UpstreamUnavailable(f"LLM failed: {type(exc).__name__}: {exc}") from exc
+            # A 4xx other than 429 is our bug (a request the endpoint rightly refused), not
+            # the endpoint's health: it answered, so the breaker counts a success.
+            await self._breaker.record(target, not _endpoint_failed(exc), probe=admission.probe)
+            raise
+        except BaseException:  # cancelled, or our own bug: no outcome to record
+            await self._breaker.release(target, admission)
+            raise
+        await self._breaker.record(target, True, probe=admission.probe)
+        return _Opened(stream, text)
+
+    async def _admit(self, first: int) -> tuple[int, Admission]:
+        """The endpoint picked for the call, or the next in order whose breaker allows."""
+        count = len(self._targets)
+        for step in range(count):
+            index = (first + step) % count
+            admission = await self._breaker.acquire(self._targets[index])
+            if admission.allowed:
+                return index, admission
+        raise CircuitOpen(f"the circuit breaker of every LLM endpoint ({count}) is open")
+
+    async def state(self) -> str:
+        """For readiness: "degraded" while every endpoint's breaker is open, else "ok"."""
+        opened = await self._breaker.open_targets(self._targets)
+        return "degraded" if len(opened) == len(self._targets) else "ok"
 
     async def ping(self) -> bool:
         """True if some endpoint lists its models."""
@@ -115,3 +199,52 @@ class LLMClient:
         """Close every endpoint's connection pool."""
         for client in self._clients:
             await client.close()
+
+
+async def _next_text(
+    stream: AsyncStream[ChatCompletionChunk], completion: Completion
+) -> str | None:
+    """Read chunks up to the next non-empty text (None at the end), noting usage on the way."""
+    while True:
+        try:
+            chunk = await anext(stream)
+        except StopAsyncIteration:
+            return None
+        if chunk.usage is not None:
+            completion.usage = Usage(
+                prompt_tokens=chunk.usage.prompt_tokens,
+                completion_tokens=chunk.usage.completion_tokens,
+                total_tokens=chunk.usage.total_tokens,
+            )
+        text = "".join(choice.delta.content or "" for choice in chunk.choices)
+        if text:
+            return text
+
+
+def _endpoint_failed(exc: BaseException) -> bool:
+    """The endpoint is unwell: connection error, timeout, 5xx or 429 (retried, and counted
+    against its breaker). Other 4xx are our bug; anything else is not the endpoint's."""
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return isinstance(exc, openai.APIError | httpx2.HTTPError)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome is not None else None
+    log.warning(
+        "llm.retry",
+        attempt=state.attempt_number,
+        error=f"{type(exc).__name__}: {exc}",
+        backoff_s=round(state.next_action.sleep, 3) if state.next_action is not None else 0.0,
+    )
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    """Vendor exceptions → ragq's upstream errors (the one place they are translated)."""
+    try:
+        yield
+    except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+        raise UpstreamTimeout(f"LLM timed out: {exc}") from exc
+    except (openai.APIError, httpx2.HTTPError) as exc:
+        raise UpstreamUnavailable(f"LLM failed: {type(exc).__name__}: {exc}") from exc
