@@ -20,7 +20,7 @@ log = structlog.get_logger("api.http")
 
 class RequestContextMiddleware:
     """Give every request an `X-Request-ID` (the client's if safe), bind it to the logs,
-    echo it on the response, and log one line per request."""
+    echo it on the response with the RateLimit headers auth set, and log one line per request."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -31,7 +31,8 @@ class RequestContextMiddleware:
             return
         sent = Headers(scope=scope).get("x-request-id", "")
         request_id = sent if _SAFE_ID.match(sent) else "req_" + secrets.token_hex(12)
-        scope.setdefault("state", {})["request_id"] = request_id
+        # a per-request copy, as uvicorn makes; not every server does (asgi-lifespan shares one)
+        state = scope["state"] = {**scope.get("state", {}), "request_id": request_id}
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
@@ -43,6 +44,8 @@ class RequestContextMiddleware:
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"].append((b"x-request-id", request_id.encode()))
+                for name, value in state.get("ratelimit_headers", {}).items():
+                    message["headers"].append((name.lower().encode(), value.encode()))
             await send(message)
 
         try:

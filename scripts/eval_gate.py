@@ -288,6 +288,7 @@ async def gate(args: argparse.Namespace) -> int:
             "RAGQ_QDRANT_PATH": str(Path(tmp) / "qdrant"),
             "RAGQ_LLM_BASE_URL": "",  # empty = extractive answers; set below with the test LLM
             "RAGQ_WORKER_DRAIN_S": "0",
+            "RAGQ_DEFAULT_RPM": "0",  # ingest polling and eval requests are not rate limited
             "RAGQ_LOG_LEVEL": "info",
             "PYTHONUNBUFFERED": "1",
         }

@@ -6,6 +6,8 @@ The stack is the deploy gate's (`scripts/eval_gate.py`), plus the test LLM's con
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,12 +16,36 @@ from typing import Any
 import httpx
 import pytest
 
+from scripts.eval_gate import POLL_S, START_TIMEOUT_S, GateError, free_port
 from scripts.eval_gate import Stack as GateStack
 from tests.conftest import TEST_REDIS_URL
 
 
 class Stack(GateStack):
     """The gate's stack, with helpers e2e tests need."""
+
+    async def start_api(self) -> None:
+        """Start the API process `api` and point `url` at it once it is ready."""
+        self.url = await self.serve("api")
+
+    async def serve(self, name: str) -> str:
+        """Start a `ragq serve` process on a free port; its base URL once /readyz is 200
+        (a worker is live). Several may run side by side, each under its own name."""
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        await self.spawn(name, "serve", "--port", str(port))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_TIMEOUT_S
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            # across the process boundary there is no event: poll readiness
+            while True:
+                self._check_alive()
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/readyz")).status_code == 200:
+                        return url
+                if loop.time() > deadline:
+                    raise GateError(f"{name} was not ready after {START_TIMEOUT_S:.0f} s")
+                await asyncio.sleep(POLL_S)
 
     async def start_worker(self, name: str = "worker") -> None:
         """Start a worker process (both queues)."""
@@ -45,6 +71,7 @@ async def stack(tmp_path: Path, redis: Any) -> AsyncIterator[Stack]:
         "RAGQ_HEARTBEAT_S": "0.5",
         "RAGQ_LOCK_TTL_S": "3",
         "RAGQ_WORKER_DRAIN_S": "0",
+        "RAGQ_DEFAULT_RPM": "0",  # many requests per key; rate-limit tests give the key an rpm
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("RAGQ_LLM_BASE_URL", None)

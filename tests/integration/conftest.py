@@ -58,12 +58,12 @@ async def _stopped(task: asyncio.Task[None]) -> None:
         task.result()
         return
     for other in asyncio.all_tasks():
-        print(f"--- {other!r}")
+        print(f"--- {other!r}")  # noqa: T201 - diagnostics of a hung teardown
         awaited: Any = other.get_coro()
         while awaited is not None:  # the whole chain of awaits, not only the outer frame
             frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
             if frame is not None:
-                print(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+                print(f"    {frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")  # noqa: T201
             awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
     pytest.fail("the in-process worker did not stop within 60 s (task stacks above)")
 
