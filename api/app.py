@@ -15,14 +15,18 @@ from starlette.responses import JSONResponse
 from api.deps import Clients
 from api.errors import install_error_handlers, ragq_error_response
 from api.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from api.routes import documents, health, jobs
+from api.ratelimit import RateLimiter
+from api.routes import documents, health, jobs, usage
+from shared.answercache import AnswerCache
 from shared.apikeys import ApiKeyStore
+from shared.budget import Budgets
 from shared.clients import make_redis
 from shared.config import Settings, get_settings
 from shared.documents import DocumentStore
 from shared.errors import NotReady
 from shared.jobstore import JobStore
 from shared.logging import configure_logging, get_logger
+from shared.pricing import PriceTable
 from shared.queue import Enqueuer
 from shared.redis_keys import Keys
 
@@ -53,7 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             ),
             documents=DocumentStore(redis, keys),
             api_keys=ApiKeyStore(redis, keys),
+            budgets=Budgets(redis, keys, service_cap_usd=settings.daily_budget_usd),
+            answers=AnswerCache(redis, keys, ttl_s=settings.answer_cache_ttl_s),
+            prices=PriceTable(settings),
             enqueuer=Enqueuer(redis, keys),
+            limiter=RateLimiter(redis, keys),
         )
         log.info("api.started", redis=settings.redis_url.split("@")[-1])
         try:
@@ -80,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(documents.router)
+    app.include_router(usage.router)
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -10,11 +10,16 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
+from api.ratelimit import RateLimiter
+from shared.answercache import AnswerCache
 from shared.apikeys import ApiKey, ApiKeyStore
+from shared.budget import Budgets
 from shared.config import Settings
 from shared.documents import DocumentStore
-from shared.errors import Unauthorized
+from shared.errors import RateLimited, Unauthorized
 from shared.jobstore import JobStore
+from shared.metrics import ADMISSION_REJECTIONS
+from shared.pricing import PriceTable
 from shared.queue import Enqueuer
 from shared.redis_keys import Keys
 
@@ -30,7 +35,11 @@ class Clients:
     jobs: JobStore
     documents: DocumentStore
     api_keys: ApiKeyStore
+    budgets: Budgets
+    answers: AnswerCache
+    prices: PriceTable
     enqueuer: Enqueuer
+    limiter: RateLimiter
 
 
 def get_clients(request: Request) -> Clients:
@@ -51,7 +60,7 @@ async def get_api_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> ApiKey:
-    """The caller's key record; 401 when missing, unknown or revoked."""
+    """The caller's key record; 401 when missing, unknown or revoked, 429 over its rate."""
     presented = bearer.credentials if bearer else header
     if not presented:
         raise Unauthorized("An API key is required: send `Authorization: Bearer <key>`.")
@@ -60,6 +69,15 @@ async def get_api_key(
         raise Unauthorized("The API key is unknown or revoked.")
     structlog.contextvars.bind_contextvars(tenant=record.tenant)
     request.state.tenant = record.tenant
+    rpm = record.rpm or clients.settings.default_rpm
+    if rpm:  # 0 = unlimited, and then no RateLimit headers
+        decision = await clients.limiter.hit(record.key_id, rpm)
+        request.state.ratelimit_headers = decision.headers()  # sent by RequestContextMiddleware
+        if not decision.allowed:
+            ADMISSION_REJECTIONS.labels(reason="rate_limited").inc()
+            raise RateLimited(
+                f"{rpm} requests per minute for this key", retry_after=decision.reset_s
+            )
     return record
 
 

@@ -18,13 +18,15 @@ from shared.redis_keys import Keys
 from shared.schemas.common import rfc3339, utcnow
 from shared.schemas.documents import DocumentCreate, DocumentPublic
 
-# KEYS: record, text of the new version. ARGV: version, indexed_at, chunks.
+# KEYS: record, the tenant's corpus version. ARGV: version, indexed_at, chunks.
 # Returns the replaced version ('' if none), or false when this version was superseded.
+# The corpus version moves in the same step, so no cached answer outlives the old text.
 _PUBLISH = """
 if redis.call('HGET', KEYS[1], 'pending_version') ~= ARGV[1] then return false end
 local old = redis.call('HGET', KEYS[1], 'version') or ''
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'pending_version', '', 'status', 'indexed',
   'indexed_at', ARGV[2], 'chunks', ARGV[3], 'error', '')
+redis.call('INCR', KEYS[2])
 return old
 """
 
@@ -110,7 +112,9 @@ class DocumentStore:
         (posted again or deleted meanwhile) and must be purged instead.
         """
         key = self._keys.document(tenant, doc_id)
-        old = await self._publish(keys=[key], args=[version, rfc3339(utcnow()), chunks])
+        old = await self._publish(
+            keys=[key, self._keys.corpus(tenant)], args=[version, rfc3339(utcnow()), chunks]
+        )
         if old is None:
             return None
         old = cast(str, old)
@@ -128,6 +132,7 @@ class DocumentStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(key, *(self._keys.document_text(tenant, doc_id, v) for v in versions))
             pipe.zrem(self._keys.documents(tenant), doc_id)
+            pipe.incr(self._keys.corpus(tenant))  # cached answers may cite it: invalidate
             await pipe.execute()
         return True
 

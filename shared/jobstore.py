@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from shared.budget import RESERVE_LUA, SPEND_TTL_S, today
 from shared.queue import ENQUEUE_LUA, JOB_EXPIRES_MS, arq_payload, enqueue_keys
 from shared.redis_keys import ANSWER_JOB, Keys
 from shared.schemas.common import rfc3339, utcnow
@@ -47,28 +49,108 @@ end
 local function is_terminal(status)
   return status == 'completed' or status == 'failed' or status == 'cancelled'
 end
--- one entry when the job ends: waiters block on this, not on every token
-local function mark_done(done, status, ttl)
+-- one entry when the job ends: waiters block on this, not on every token; the job's
+-- concurrency lease and its coalescing slot are released in the same step
+local function mark_done(done, status, ttl, job)
   redis.call('XADD', done, '0-1', 'status', status)
   redis.call('PEXPIRE', done, ttl)
+  local id = redis.call('HGET', job, 'id')
+  local lease = redis.call('HGET', job, 'lease')
+  if lease then redis.call('ZREM', lease, id) end
+  local inflight = redis.call('HGET', job, 'inflight')
+  if inflight and redis.call('GET', inflight) == id then redis.call('DEL', inflight) end
 end
 """
 
-# KEYS: job, events, arq job, queue, notify.
-# ARGV: ttl_ms, maxlen, event data, arq payload, score, arq expires_ms, then field/value pairs.
+# Submit, with every admission check before anything is written. KEYS: 1 job, 2 events,
+# 3 arq job, 4 queue, 5 notify, 6 leases, 7 service spend, 8 tenant spend, 9 inflight,
+# 10 usage, 11 the request's answer pointer. ARGV: 1 ttl_ms, 2 maxlen, 3 event data,
+# 4 arq payload, 5 score, 6 arq expires_ms,
+# 7 mode (queue | coalesce | cached), 8 max depth (0 = none), 9 drain counter prefix,
+# 10 drain window s, 11 max Retry-After, 12 max concurrent (0 = none), 13 lease ttl ms,
+# 14 reserve nano (0 = none), 15 service cap, 16 tenant cap, 17 spend ttl s, 18 key prefix,
+# then field/value pairs of the record.
+# Returns {'ok'|'coalesced'|'cached', seq} or {'overloaded'|'concurrency', retry_after}
+# or {'budget', scope} or {'exists', 0} or {'cached_now', 0}.
 _SUBMIT = (
     _APPEND_FN
     + ENQUEUE_LUA
+    + RESERVE_LUA
     + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', 0} end
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local mode = ARGV[7]
+local max_conc = tonumber(ARGV[12])
+if mode ~= 'cached' and max_conc > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now_ms)
+  if redis.call('ZCARD', KEYS[6]) >= max_conc then return {'concurrency', 1} end
+end
+local leader = false
+if mode == 'coalesce' then
+  local running = redis.call('GET', KEYS[9])
+  if running then
+    local status = redis.call('HGET', ARGV[18] .. ':job:' .. running, 'status')
+    if status == 'queued' or status == 'in_progress' then leader = running end
+  end
+end
+-- an identical request finished between the caller's cache lookup and now: look again
+if mode == 'coalesce' and not leader and redis.call('EXISTS', KEYS[11]) == 1 then
+  return {'cached_now', 0}
+end
+local reserve_nano = tonumber(ARGV[14])
+if mode ~= 'cached' and not leader then
+  local max_depth = tonumber(ARGV[8])
+  local depth = redis.call('ZCARD', KEYS[4])
+  if max_depth > 0 and depth >= max_depth then
+    -- Retry-After: the time the queue takes to drain at the rate of the last window
+    local window = tonumber(ARGV[10])
+    local bucket = math.floor(tonumber(now[1]) / 5)
+    local drained = 0
+    for b = bucket - math.floor(window / 5), bucket do
+      drained = drained + tonumber(redis.call('GET', ARGV[9] .. ':' .. b) or '0')
+    end
+    local retry = tonumber(ARGV[11])
+    if drained > 0 then
+      retry = math.max(1, math.min(retry, math.ceil(depth * window / drained)))
+    end
+    return {'overloaded', retry}
+  end
+  if reserve_nano > 0 then
+    local outcome = reserve(KEYS[7], KEYS[8], reserve_nano, ARGV[15], ARGV[16], ARGV[17])
+    if outcome ~= 'ok' then return {'budget', outcome} end
+  end
+end
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 19, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], 'seq', 0, unpack(fields))
+local id = string.sub(KEYS[3], 9)
+if leader then
+  local followers = ARGV[18] .. ':job:' .. leader .. ':followers'
+  redis.call('SADD', followers, id)
+  redis.call('PEXPIRE', followers, ARGV[1])
+  redis.call('HSET', KEYS[1], 'leader', leader, 'payload', ARGV[4])
+elseif mode ~= 'cached' then
+  enqueue(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6])
+  if mode == 'coalesce' then
+    redis.call('SET', KEYS[9], id, 'PX', ARGV[6])
+    redis.call('HSET', KEYS[1], 'inflight', KEYS[9])
+  end
+  if reserve_nano > 0 then redis.call('HSET', KEYS[1], 'reserved_nano', reserve_nano) end
+end
+if mode ~= 'cached' and max_conc > 0 then
+  redis.call('ZADD', KEYS[6], now_ms + tonumber(ARGV[13]), id)
+  redis.call('PEXPIRE', KEYS[6], ARGV[13])
+  redis.call('HSET', KEYS[1], 'lease', KEYS[6])
+end
 local seq = append(KEYS[1], KEYS[2], 'job.queued', ARGV[3], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
-enqueue(KEYS[3], KEYS[4], KEYS[5], ARGV[4], ARGV[5], ARGV[6])
-return seq
+redis.call('HINCRBY', KEYS[10], 'requests', 1)
+redis.call('EXPIRE', KEYS[10], ARGV[17])
+if leader then return {'coalesced', seq} end
+if mode == 'cached' then return {'cached', seq} end
+return {'ok', seq}
 """
 )
 
@@ -89,7 +171,7 @@ local seq = append(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
 if ARGV[3] == 'job.completed' or ARGV[3] == 'job.failed' then
-  mark_done(KEYS[3], string.sub(ARGV[3], 5), ARGV[1])
+  mark_done(KEYS[3], string.sub(ARGV[3], 5), ARGV[1], KEYS[1])
 end
 return seq
 """
@@ -97,10 +179,11 @@ return seq
 
 
 # KEYS: job, events, arq job, queue, done.
-# ARGV: ttl_ms, maxlen, data, completed_at, channel, job id.
+# ARGV: ttl_ms, maxlen, data, completed_at, channel, job id, key prefix, score, arq expires_ms.
 # A queued job also leaves arq's queue; a running one is stopped by its worker on the message.
 _CANCEL = (
     _APPEND_FN
+    + ENQUEUE_LUA
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
@@ -113,11 +196,96 @@ if status == 'queued' then
   redis.call('ZREM', KEYS[4], ARGV[6])
   redis.call('DEL', KEYS[3])
 end
-mark_done(KEYS[5], 'cancelled', ARGV[1])
+local leader = redis.call('HGET', KEYS[1], 'leader')
+if leader then redis.call('SREM', ARGV[7] .. ':job:' .. leader .. ':followers', ARGV[6]) end
+mark_done(KEYS[5], 'cancelled', ARGV[1], KEYS[1])
+-- a cancelled leader's followers were not cancelled: they queue as jobs of their own
+local followers = ARGV[7] .. ':job:' .. ARGV[6] .. ':followers'
+for _, f in ipairs(redis.call('SMEMBERS', followers)) do
+  local job = ARGV[7] .. ':job:' .. f
+  if redis.call('HGET', job, 'status') == 'queued' then
+    local queue = ARGV[7] .. ':queue:' .. redis.call('HGET', job, 'queue')
+    enqueue('arq:job:' .. f, queue, queue .. ':notify', redis.call('HGET', job, 'payload'),
+            ARGV[8], ARGV[9])
+    redis.call('HDEL', job, 'leader', 'payload')
+  end
+end
+redis.call('DEL', followers)
 redis.call('PUBLISH', ARGV[5], ARGV[6])
 return seq
 """
 )
+
+# KEYS: job, events, done. ARGV: ttl_ms, maxlen, number of events, name/data pairs, then
+# record fields. Appends several events and makes the job terminal with the last one
+# (a cached or coalesced answer arrives whole). 0 if the job is already terminal.
+_COMPLETE = (
+    _APPEND_FN
+    + """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if is_terminal(status) then return 0 end
+local n = tonumber(ARGV[3])
+local first_field = 4 + 2 * n
+if #ARGV >= first_field then
+  local fields = {}
+  for i = first_field, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+end
+local seq = 0
+for i = 0, n - 1 do seq = append(KEYS[1], KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i], ARGV[2]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+mark_done(KEYS[3], 'completed', ARGV[1], KEYS[1])
+return seq
+"""
+)
+
+
+# KEYS: inflight, followers. ARGV: leader job id.
+_SEAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('SMEMBERS', KEYS[2])
+"""
+
+
+# KEYS: lease sets, ARGV: ttl_ms, then one job id per key. Only leases still held are renewed.
+_RENEW_LEASES = """
+local now = redis.call('TIME')
+local expiry = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[1])
+for i = 1, #KEYS do
+  redis.call('ZADD', KEYS[i], 'XX', expiry, ARGV[i + 1])
+  redis.call('PEXPIRE', KEYS[i], ARGV[1])
+end
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a submit checks, atomically, before it writes anything."""
+
+    max_depth: int = 0  # queue depth at which new jobs are shed (0 = never)
+    drain_window_s: int = 60
+    max_retry_after_s: int = 300
+    lease_key: str | None = None  # the API key's lease set, when it has a concurrency cap
+    max_concurrent: int = 0
+    lease_ttl_ms: int = JOB_EXPIRES_MS  # a worker shortens it to its lock TTL while it runs
+    spend_keys: tuple[str, str] | None = None  # reserve at submit (policy `reject`)
+    reserve_nano: int = 0
+    caps_nano: tuple[int, int] = (0, -1)
+    inflight_key: str | None = None  # coalesce onto a running identical request
+    pointer_key: str | None = None  # ...unless its answer got cached meanwhile
+    cached: bool = False  # the answer is already known: record the job, do not queue it
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The outcome of a submit: the job, or why it was refused."""
+
+    job: JobPublic | None
+    outcome: str  # ok, coalesced, cached, cached_now, overloaded, concurrency, budget, exists
+    retry_after: int = 0
+    scope: str = ""  # the exhausted budget's scope
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,14 +331,25 @@ class JobStore:
         self._submit = redis.register_script(_SUBMIT)
         self._cancel = redis.register_script(_CANCEL)
         self._append = redis.register_script(_APPEND)
+        self._complete = redis.register_script(_COMPLETE)
+        self._seal = redis.register_script(_SEAL)
+        self._renew_leases = redis.register_script(_RENEW_LEASES)
 
     async def submit(
-        self, *, job_id: str, tenant: str, request: JobCreate, request_id: str
-    ) -> JobPublic | None:
-        """Record a new job, announce `job.queued` and enqueue it, in one atomic step.
+        self,
+        *,
+        job_id: str,
+        tenant: str,
+        request: JobCreate,
+        request_id: str,
+        payload_extra: dict[str, Any] | None = None,
+        admission: Admission | None = None,
+    ) -> Submitted:
+        """Admit, record, announce `job.queued` and enqueue a job, in one atomic step.
 
-        Returns the queued job, or None if the id already exists.
+        Nothing is written when admission refuses it (queue full, concurrency cap, budget).
         """
+        adm = admission or Admission()
         created_at = rfc3339(utcnow())
         record = {
             "id": job_id,
@@ -182,16 +361,54 @@ class JobStore:
             "request_id": request_id,
         }
         payload = AnswerJobPayload(
-            job_id=job_id, tenant=tenant, request_id=request_id, request=request
+            job_id=job_id,
+            tenant=tenant,
+            request_id=request_id,
+            request=request,
+            **(payload_extra or {}),
         ).model_dump(mode="json")
         body, score = arq_payload(ANSWER_JOB, payload)
         data = _dumps({"job_id": job_id, "status": "queued"})
-        args: list[Any] = [self._ttl_ms, self._max_len, data, body, score, JOB_EXPIRES_MS]
+        mode = "cached" if adm.cached else "coalesce" if adm.inflight_key else "queue"
+        unused = self._keys.job(job_id)  # stands in for keys a mode does not touch
+        spend = adm.spend_keys or (unused, unused)
+        args: list[Any] = [
+            self._ttl_ms,
+            self._max_len,
+            data,
+            body,
+            score,
+            JOB_EXPIRES_MS,
+            mode,
+            adm.max_depth,
+            self._keys.drain(request.priority),
+            adm.drain_window_s,
+            adm.max_retry_after_s,
+            adm.max_concurrent if adm.lease_key else 0,
+            adm.lease_ttl_ms,
+            adm.reserve_nano if adm.spend_keys else 0,
+            *adm.caps_nano,
+            SPEND_TTL_S,
+            self._keys.prefix,
+        ]
         for name, value in record.items():
             args += [name, value]
-        keys = self._job_keys(job_id) + enqueue_keys(self._keys, request.priority, job_id)
-        seq = await self._submit(keys=keys, args=args)
-        return to_public(record) if seq else None
+        keys = [
+            *self._job_keys(job_id),
+            *enqueue_keys(self._keys, request.priority, job_id),
+            adm.lease_key or unused,
+            *spend,
+            adm.inflight_key or unused,
+            self._keys.usage(today(), tenant),
+            adm.pointer_key or unused,
+        ]
+        outcome, value = await self._submit(keys=keys, args=args)
+        outcome = str(outcome)
+        if outcome in {"ok", "coalesced", "cached"}:
+            return Submitted(to_public(record), outcome)
+        if outcome == "budget":
+            return Submitted(None, outcome, scope=str(value))
+        return Submitted(None, outcome, retry_after=int(value))
 
     async def get(self, job_id: str) -> dict[str, str] | None:
         """The raw record, or None when unknown or expired."""
@@ -233,6 +450,11 @@ class JobStore:
         record = await self.get(job_id)
         if record is None or record["status"] in TERMINAL_STATUSES:
             return None
+        if status == "failed" and record.get("inflight"):
+            # identical requests attached to this one share its fate; done before the
+            # leader ends, so a crash in between leaves the leader to be re-run
+            for follower in await self.seal(record["inflight"], job_id):
+                await self.finish(follower, "failed", error=error)
         record = {**record, "status": status, "completed_at": rfc3339(utcnow())}
         fields: dict[str, str] = {"status": status, "completed_at": record["completed_at"]}
         if result is not None:
@@ -247,7 +469,70 @@ class JobStore:
         else:
             event = {"job_id": job_id}
         seq = await self.append(job_id, f"job.{status}", event, **fields)
-        return job if seq > 0 else None
+        if seq <= 0:
+            return None
+        await self._count(record["tenant"], job)
+        return job
+
+    async def complete_with(
+        self, job_id: str, result: dict[str, Any], *, retrieval: bool = True
+    ) -> JobPublic | None:
+        """Complete a job whose answer is already known (cache hit, coalesced): its events
+        arrive at once — citations, the whole answer as one delta, the completed job."""
+        record = await self.get(job_id)
+        if record is None or record["status"] in TERMINAL_STATUSES:
+            return None
+        now = rfc3339(utcnow())
+        record = {
+            **record,
+            "status": "completed",
+            "started_at": record.get("started_at") or now,
+            "completed_at": now,
+            "result": _dumps(result),
+        }
+        job = to_public(record)
+        events: list[tuple[str, dict[str, Any]]] = []
+        if retrieval:
+            events.append(("retrieval.completed", {"citations": result["citations"]}))
+        if result["answer"]:
+            events.append(("answer.delta", {"delta": result["answer"]}))
+        events.append(("answer.completed", {"answer": result["answer"]}))
+        events.append(("job.completed", job.model_dump(mode="json")))
+        args: list[Any] = [self._ttl_ms, self._max_len, len(events)]
+        for name, data in events:
+            args += [name, _dumps(data)]
+        for field_name in ("status", "started_at", "completed_at", "result"):
+            args += [field_name, record[field_name]]
+        keys = [*self._job_keys(job_id), self._keys.job_done(job_id)]
+        if int(await self._complete(keys=keys, args=args)) <= 0:
+            return None
+        await self._count(record["tenant"], job)
+        return job
+
+    async def renew_leases(self, leases: dict[str, str], ttl_ms: int) -> None:
+        """Push back the expiry of running jobs' concurrency leases (job id → lease set).
+
+        While queued, a lease lasts as long as the queued job may; a worker shortens it to
+        its lock TTL and renews it, so a SIGKILLed worker's leases lapse by themselves."""
+        if leases:
+            await self._renew_leases(keys=list(leases.values()), args=[ttl_ms, *leases])
+
+    async def seal(self, inflight_key: str, leader: str) -> list[str]:
+        """Stop new requests attaching to `leader`; the ones attached so far."""
+        members = await self._seal(keys=[inflight_key, self._keys.followers(leader)], args=[leader])
+        return sorted(str(m) for m in members)
+
+    async def _count(self, tenant: str, job: JobPublic) -> None:
+        """Today's usage counters of the tenant (statistics: not part of the atomic step)."""
+        key = self._keys.usage(today(), tenant)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(key, job.status, 1)
+            if job.result is not None:
+                pipe.hincrby(key, "prompt_tokens", job.result.usage.prompt_tokens)
+                pipe.hincrby(key, "completion_tokens", job.result.usage.completion_tokens)
+                pipe.hincrby(key, "cache_hits", int(job.result.cached))
+            pipe.expire(key, SPEND_TTL_S)
+            await pipe.execute()
 
     async def cancel(self, job_id: str, queue: str) -> int:
         """Cancel a queued or running job: >0 done, 0 already terminal, -1 unknown."""
@@ -263,6 +548,9 @@ class JobStore:
             rfc3339(utcnow()),
             self._keys.cancel_channel,
             job_id,
+            self._keys.prefix,
+            int(time.time() * 1000),
+            JOB_EXPIRES_MS,
         ]
         return int(await self._cancel(keys=keys, args=args))
 

@@ -63,6 +63,10 @@ class Keys:
         """Hash of key id → digest, for listing and revoking."""
         return f"{self.prefix}:apikeys"
 
+    def ratelimit(self, key_id: str) -> str:
+        """Sorted set of an API key's requests admitted in the last minute, scored by time."""
+        return f"{self.prefix}:ratelimit:{key_id}"
+
     def document(self, tenant: str, document_id: str) -> str:
         """Hash holding a document record."""
         return f"{self.prefix}:doc:{tenant}:{document_id}"
@@ -79,10 +83,59 @@ class Keys:
         """Cached embedding of a text (by SHA-256) under one model."""
         return f"{self.prefix}:emb:{model}:{digest}"
 
+    def breaker(self, target: str) -> str:
+        """Hash of an LLM endpoint's circuit breaker; `:calls` / `:fails` hold its window.
+
+        The endpoint's base URL is escaped (`%xx` for anything but letters, digits, `.`,
+        `-`, `_`), which keeps the key readable and distinct URLs on distinct keys.
+        """
+        safe = "".join(c if c.isalnum() or c in ".-_" else f"%{ord(c):02x}" for c in target)
+        return f"{self.prefix}:breaker:{safe}"
+
     @property
     def workers(self) -> str:
         """Hash of live worker id → heartbeat JSON."""
         return f"{self.prefix}:workers"
+
+    def spend(self, day: str, scope: str) -> str:
+        """Committed spend (nano-USD) of one UTC day; scope `service` or `tenant:<name>`."""
+        return f"{self.prefix}:spend:{day}:{scope}"
+
+    def budget_alerted(self, day: str, scope: str) -> str:
+        """Set once per scope and day when its budget is first found exhausted."""
+        return f"{self.prefix}:spend:{day}:{scope}:alerted"
+
+    def usage(self, day: str, tenant: str) -> str:
+        """Hash of a tenant's counters for one UTC day (requests, jobs, tokens, hits)."""
+        return f"{self.prefix}:usage:{day}:{tenant}"
+
+    def leases(self, key_id: str) -> str:
+        """Sorted set of an API key's unfinished jobs, scored by lease expiry (ms)."""
+        return f"{self.prefix}:leases:{key_id}"
+
+    def drain(self, queue: str) -> str:
+        """Prefix of the per-5-s counters of jobs taken from a queue (drain rate)."""
+        return f"{self.prefix}:drain:{queue}"
+
+    def corpus(self, tenant: str) -> str:
+        """A tenant's corpus version: bumped by every publish and delete."""
+        return f"{self.prefix}:corpus:{tenant}"
+
+    def answer(self, tenant: str, corpus: str, digest: str) -> str:
+        """A cached answer, by corpus version and the hash of its full prompt and parameters."""
+        return f"{self.prefix}:ac:{tenant}:{corpus}:{digest}"
+
+    def answer_pointer(self, tenant: str, corpus: str, digest: str) -> str:
+        """Request hash → the prompt hash its answer is cached under (same corpus version)."""
+        return f"{self.prefix}:acreq:{tenant}:{corpus}:{digest}"
+
+    def inflight(self, tenant: str, corpus: str, digest: str) -> str:
+        """The job currently answering a cacheable request (the coalescing leader)."""
+        return f"{self.prefix}:inflight:{tenant}:{corpus}:{digest}"
+
+    def followers(self, job_id: str) -> str:
+        """Set of jobs attached to a running identical job."""
+        return f"{self.prefix}:job:{job_id}:followers"
 
     def dev(self, name: str) -> str:
         """Markers kept by `ragq dev`."""

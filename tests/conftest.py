@@ -6,6 +6,7 @@ server); each test starts from an empty DB and leaves it empty.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -36,6 +37,7 @@ def make_settings(tmp_path: Path) -> MakeSettings:
             "heartbeat_s": 0.5,
             "log_level": "warning",
             "worker_drain_s": 0,
+            "default_rpm": 0,  # tests send many requests with one key; rate-limit tests set it
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -79,9 +81,9 @@ async def issue_key(redis: Redis, keys: Keys) -> Callable[..., Any]:
     return issue
 
 
-@pytest.fixture
-async def api(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process, lifespan running, behind an httpx client."""
+@contextlib.asynccontextmanager
+async def api_with(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with these settings in-process, lifespan running, behind an httpx client."""
     from api.app import create_app
 
     app = create_app(settings)
@@ -91,4 +93,11 @@ async def api(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClie
             transport=httpx.ASGITransport(app=manager.app), base_url="http://ragq.test"
         ) as client,
     ):
+        yield client
+
+
+@pytest.fixture
+async def api(settings: Settings, redis: Redis) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process with the default test settings."""
+    async with api_with(settings) as client:
         yield client

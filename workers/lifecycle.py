@@ -17,11 +17,14 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared.answercache import AnswerCache
+from shared.budget import Budgets
 from shared.clients import make_redis
 from shared.config import Settings
 from shared.documents import DocumentStore
 from shared.jobstore import JobStore
 from shared.logging import get_logger
+from shared.pricing import PriceTable
 from shared.redis_keys import Keys
 from workers.rag.embedcache import CachedEmbedder
 from workers.rag.embeddings import Embedder, build_embedder
@@ -50,9 +53,22 @@ class Runtime:
     executor: ThreadPoolExecutor  # CPU-bound work (chunking, embedding) stays off the loop
     worker_id: str
     queues: tuple[str, ...]
+    budgets: Budgets
+    answers: AnswerCache
+    prices: PriceTable
+    fallback: LLMClient | None  # the `fallback_model` budget policy's endpoint
     running: dict[str, asyncio.Task[object]] = field(default_factory=dict)
+    leases: dict[str, str] = field(default_factory=dict)  # running job id → its lease set
     cancelled: set[str] = field(default_factory=set)
     status: dict[str, str] = field(default_factory=dict)
+
+    async def renew_leases(self, job_ids: list[str]) -> None:
+        """Keep the concurrency leases of these running jobs alive for one more lock TTL."""
+        held = {j: self.leases[j] for j in job_ids if j in self.leases}
+        try:
+            await self.jobs.renew_leases(held, int(self.settings.lock_ttl_s * 1000))
+        except RedisError as exc:
+            log.warning("worker.lease_renew_failed", error=str(exc))
 
     async def aclose(self) -> None:
         """Close every client, in reverse order of opening."""
@@ -60,6 +76,8 @@ class Runtime:
             await self.redis.hdel(self.keys.workers, self.worker_id)  # type: ignore[misc]
         if self.llm is not None:
             await self.llm.aclose()
+        if self.fallback is not None:
+            await self.fallback.aclose()
         await self.embedder.aclose()
         await self.store.aclose()
         await self.redis.aclose()
@@ -90,7 +108,11 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
         store=store,
         embedder=embedder,
         retriever=Retriever.from_settings(settings, store, embedder, documents),
-        llm=LLMClient(settings) if settings.llm_base_urls else None,
+        llm=LLMClient(settings, redis=redis, keys=keys) if settings.llm_base_urls else None,
+        budgets=Budgets(redis, keys, service_cap_usd=settings.daily_budget_usd),
+        answers=AnswerCache(redis, keys, ttl_s=settings.answer_cache_ttl_s),
+        prices=PriceTable(settings),
+        fallback=_fallback_client(settings, redis, keys),
         executor=executor,
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
         queues=queues,
@@ -105,13 +127,29 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
     return runtime
 
 
+def _fallback_client(settings: Settings, redis: Redis, keys: Keys) -> LLMClient | None:
+    """The cheaper endpoint of the `fallback_model` policy (the main endpoints by default)."""
+    if settings.budget_policy != "fallback_model" or not settings.fallback_llm_model:
+        return None
+    urls = settings.fallback_llm_base_urls or settings.llm_base_urls
+    if not urls:
+        return None
+    return LLMClient(
+        settings, redis=redis, keys=keys, base_urls=urls, model=settings.fallback_llm_model
+    )
+
+
 async def beat(rt: Runtime) -> None:
     """Tell readiness checks that this worker lives, and how its dependencies look."""
     rt.status["qdrant"] = "ok" if await rt.store.ping() else "error"
     if rt.llm is None:
         rt.status["llm"] = "not_configured"
     else:
-        rt.status["llm"] = "ok" if await rt.llm.ping() else "degraded"
+        # every breaker open: the answers already degrade, and pinging would not change that
+        if await rt.llm.state() == "degraded":
+            rt.status["llm"] = "degraded"
+        else:
+            rt.status["llm"] = "ok" if await rt.llm.ping() else "degraded"
     beat = {"ts": time.time(), "queues": list(rt.queues), "running": len(rt.running)}
     try:
         await rt.redis.hset(  # type: ignore[misc]

@@ -52,6 +52,8 @@ class WorkerSettings:
             "poll_delay": settings.worker_poll_s,
             "health_check_interval": 60,
             "notify_key": keys.queue_notify(queue) if settings.worker_notify else None,
+            "drain_key": keys.drain(queue),
+            "drain_ttl_s": settings.drain_window_s + 60,
             "lock_ttl_s": settings.lock_ttl_s,
         }
 
@@ -77,6 +79,7 @@ async def serve(
             burst=burst,
             notify_redis=rt.redis_blocking,
             on_abandoned=_abandoned(rt),
+            on_renew=rt.renew_leases,
         )
         for q in queues
     ]

@@ -25,6 +25,17 @@ from shared.logging import get_logger
 log = get_logger("workers.runtime")
 
 AbandonedHook = Callable[[str], Awaitable[None]]
+RenewHook = Callable[[list[str]], Awaitable[None]]
+DRAIN_BUCKET_S = 5  # matches the admission script in shared/jobstore.py
+
+# KEYS: the drain counter prefix. ARGV: jobs taken, counter TTL. Bucketed by Redis's clock,
+# the same clock the API's admission script reads them by.
+_COUNT_DRAINED = """
+local bucket = math.floor(tonumber(redis.call('TIME')[1]) / BUCKET)
+local key = KEYS[1] .. ':' .. bucket
+redis.call('INCRBY', key, ARGV[1])
+redis.call('EXPIRE', key, ARGV[2])
+""".replace("BUCKET", str(DRAIN_BUCKET_S))
 
 
 class RagqWorker(Worker):
@@ -37,6 +48,9 @@ class RagqWorker(Worker):
         notify_key: str | None,
         lock_ttl_s: float,
         on_abandoned: AbandonedHook | None = None,
+        on_renew: RenewHook | None = None,
+        drain_key: str | None = None,
+        drain_ttl_s: int = 3600,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -44,6 +58,9 @@ class RagqWorker(Worker):
         self._notify_redis = notify_redis
         self._notify_key = notify_key
         self._on_abandoned = on_abandoned
+        self._on_renew = on_renew
+        self._drain_key = drain_key
+        self._drain_ttl_s = drain_ttl_s
         self._slot_freed = asyncio.Event()
         self._stopping = False
 
@@ -89,7 +106,16 @@ class RagqWorker(Worker):
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's start_jobs, minus the ids this worker already runs: running jobs stay in
         the queue's sorted set, and re-checking each one costs four round trips."""
+        before = len(self.tasks)
         await super().start_jobs([j for j in job_ids if j.decode() not in self.tasks])
+        taken = len(self.tasks) - before
+        if taken > 0 and self._drain_key is not None:
+            # the queue's drain rate, from which admission computes Retry-After
+            try:
+                count = self.pool.register_script(_COUNT_DRAINED)
+                await count(keys=[self._drain_key], args=[taken, self._drain_ttl_s])
+            except RedisError as exc:
+                log.warning("worker.drain_count_failed", error=str(exc))
 
     async def _wait_for_work(self) -> None:
         """Return when a job may be waiting: a notify token, a freed slot, or the poll delay.
@@ -135,6 +161,8 @@ class RagqWorker(Worker):
                     await pipe.execute()
             except RedisError as exc:
                 log.warning("worker.lock_renew_failed", error=str(exc), jobs=len(running))
+            if self._on_renew is not None:
+                await self._on_renew(running)  # the jobs' concurrency leases
 
     async def close(self) -> None:
         """arq's close, minus its deprecated redis call; the caller has stopped the jobs."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any
 
 import structlog
@@ -12,15 +13,30 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.deps import ClientsDep, TenantDep
-from shared.errors import Conflict, InvalidInput, NotFound, Timeout
-from shared.jobstore import new_job_id, to_public
+from api.deps import ApiKeyDep, ClientsDep, TenantDep
+from shared.answercache import cacheable, request_digest
+from shared.apikeys import ApiKey
+from shared.budget import nano, seconds_to_midnight, today
+from shared.errors import (
+    BudgetExhausted,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    Overloaded,
+    RagqError,
+    RateLimited,
+    Timeout,
+)
+from shared.jobstore import Admission, Submitted, new_job_id, to_public
+from shared.metrics import ADMISSION_REJECTIONS, CACHE_REQUESTS
+from shared.prompting import SYSTEM_PROMPT
 from shared.schemas.jobs import (
     TERMINAL_STATUSES,
     JobCreate,
     JobPublic,
     RagCreate,
     RagResponse,
+    Usage,
 )
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -40,12 +56,13 @@ async def _load(clients: ClientsDep, tenant: str, job_id: str) -> dict[str, str]
 async def _submit(
     request: Request,
     clients: ClientsDep,
-    tenant: str,
+    key: ApiKey,
     body: JobCreate,
     idempotency_key: str | None,
 ) -> tuple[JobPublic, bool]:
     """Submit a job, honouring `Idempotency-Key`; returns the job and whether it is new."""
     settings = clients.settings
+    tenant = key.tenant
     if body.model is not None and body.model not in settings.allowed_models:
         raise InvalidInput(
             f"model {body.model!r} is not served here; choose one of "
@@ -53,13 +70,14 @@ async def _submit(
             extra={"errors": [{"loc": ["body", "model"], "msg": "unknown model"}]},
         )
     job_id = new_job_id()
+    claim: str | None = None
     if idempotency_key is not None:
         fingerprint = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-        key = clients.keys.idempotency(tenant, idempotency_key)
+        claim = clients.keys.idempotency(tenant, idempotency_key)
         mine = json.dumps({"fingerprint": fingerprint, "job_id": job_id})
-        claimed = await clients.redis.set(key, mine, nx=True, ex=settings.idempotency_ttl_s)
+        claimed = await clients.redis.set(claim, mine, nx=True, ex=settings.idempotency_ttl_s)
         if not claimed:
-            earlier = json.loads(await clients.redis.get(key) or mine)
+            earlier = json.loads(await clients.redis.get(claim) or mine)
             if earlier["fingerprint"] != fingerprint:
                 raise Conflict("This Idempotency-Key was used with a different request body.")
             record = await clients.jobs.get(earlier["job_id"])
@@ -67,12 +85,116 @@ async def _submit(
                 raise NotFound("The job of this Idempotency-Key has expired.")
             return to_public(record), False
     structlog.contextvars.bind_contextvars(job_id=job_id)
-    job = await clients.jobs.submit(
-        job_id=job_id, tenant=tenant, request=body, request_id=request.state.request_id
-    )
-    assert job is not None, "fresh 128-bit ids do not collide"
-    log.info("job.submitted", queue=body.priority)
+    try:
+        job = await _admit(request, clients, key, body, job_id)
+    except RagqError:
+        if claim is not None:  # a refused request may be retried with the same key
+            await clients.redis.delete(claim)
+        raise
     return job, True
+
+
+async def _admit(
+    request: Request, clients: ClientsDep, key: ApiKey, body: JobCreate, job_id: str
+) -> JobPublic:
+    """Cache lookup, then admission and enqueue in one atomic step (docs/API.md, Errors)."""
+    settings = clients.settings
+    digest = request_digest(body, settings) if cacheable(body, settings) else None
+    for _ in range(2):  # a second pass only when an identical request just got cached
+        job = await _admit_once(request, clients, key, body, job_id, digest)
+        if job is not None:
+            return job
+    raise AssertionError("a cached answer vanished between two lookups")  # pragma: no cover
+
+
+async def _admit_once(
+    request: Request,
+    clients: ClientsDep,
+    key: ApiKey,
+    body: JobCreate,
+    job_id: str,
+    digest: str | None,
+) -> JobPublic | None:
+    settings = clients.settings
+    tenant = key.tenant
+    corpus, hit = "0", None
+    if digest is not None:
+        corpus, hit = await clients.answers.lookup_request(tenant, digest)
+        CACHE_REQUESTS.labels(layer="answer", result="hit" if hit else "miss").inc()
+    max_concurrent = key.max_concurrent or settings.default_max_concurrent
+    admission = Admission(
+        max_depth=settings.max_queue_depth,
+        drain_window_s=settings.drain_window_s,
+        max_retry_after_s=settings.max_retry_after_s,
+        lease_key=clients.keys.leases(key.key_id) if max_concurrent else None,
+        max_concurrent=max_concurrent,
+        inflight_key=clients.keys.inflight(tenant, corpus, digest) if digest else None,
+        pointer_key=clients.keys.answer_pointer(tenant, corpus, digest) if digest else None,
+        cached=hit is not None,
+    )
+    if settings.budget_policy == "reject" and settings.llm_base_urls and hit is None:
+        # reserve the worst case now, so concurrent submits cannot overshoot the budget
+        model = body.model or settings.llm_model
+        prompt_chars = (
+            len(SYSTEM_PROMPT) + len(body.question) + body.top_k * (settings.chunk_max_chars + 200)
+        )
+        worst = clients.prices.worst_case(model, prompt_chars, body.max_tokens)
+        admission = replace(
+            admission,
+            spend_keys=clients.budgets.counters(today(), tenant),
+            reserve_nano=nano(worst),
+            caps_nano=clients.budgets.caps(key.daily_budget_usd),
+        )
+    submitted = await clients.jobs.submit(
+        job_id=job_id,
+        tenant=tenant,
+        request=body,
+        request_id=request.state.request_id,
+        payload_extra={"tenant_budget_usd": key.daily_budget_usd, "request_digest": digest},
+        admission=admission,
+    )
+    if submitted.outcome == "cached_now":
+        return None
+    if submitted.job is None:
+        raise await _refused(clients, tenant, body, submitted)
+    job = submitted.job
+    if hit is not None:
+        result = {
+            **hit,
+            "cached": True,
+            "usage": Usage().model_dump(),
+            "cost_usd": 0.0,
+            "timings_ms": {"queue": 0, "retrieval": 0, "llm": 0, "total": 0},
+        }
+        job = await clients.jobs.complete_with(job_id, result) or job
+    elif submitted.outcome == "coalesced":
+        CACHE_REQUESTS.labels(layer="coalesced", result="hit").inc()
+    log.info("job.submitted", queue=body.priority, admitted=submitted.outcome)
+    return job
+
+
+async def _refused(
+    clients: ClientsDep, tenant: str, body: JobCreate, submitted: Submitted
+) -> RagqError:
+    """The error for a refused submit (nothing was written)."""
+    if submitted.outcome == "overloaded":
+        ADMISSION_REJECTIONS.labels(reason="overloaded").inc()
+        return Overloaded(
+            f"The {body.priority} queue is full; retry in {submitted.retry_after} s.",
+            retry_after=submitted.retry_after,
+        )
+    if submitted.outcome == "concurrency":
+        ADMISSION_REJECTIONS.labels(reason="concurrency").inc()
+        return RateLimited(
+            "This key has as many unfinished jobs as it may; retry when one ends.",
+            retry_after=submitted.retry_after,
+        )
+    ADMISSION_REJECTIONS.labels(reason="budget").inc()
+    await clients.budgets.exhausted(today(), submitted.scope, tenant)
+    whose = "the service's" if submitted.scope == "service" else "this tenant's"
+    return BudgetExhausted(
+        f"Today's spend budget ({whose}) is exhausted.", retry_after=seconds_to_midnight()
+    )
 
 
 def _accepted(job: JobPublic) -> JSONResponse:
@@ -86,11 +208,11 @@ async def submit_job(
     request: Request,
     body: JobCreate,
     clients: ClientsDep,
-    tenant: TenantDep,
+    key: ApiKeyDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JSONResponse:
     """Submit a RAG question as a job."""
-    job, _ = await _submit(request, clients, tenant, body, idempotency_key)
+    job, _ = await _submit(request, clients, key, body, idempotency_key)
     return _accepted(job)
 
 
@@ -181,11 +303,12 @@ async def rag(
     request: Request,
     body: RagCreate,
     clients: ClientsDep,
-    tenant: TenantDep,
+    key: ApiKeyDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Submit a question and wait for the answer (or stream it with `stream: true`)."""
-    job, _ = await _submit(request, clients, tenant, body.job(), idempotency_key)
+    tenant = key.tenant
+    job, _ = await _submit(request, clients, key, body.job(), idempotency_key)
     if body.stream:
         return _event_stream(clients, job.id, 0)
     await clients.jobs.wait_terminal(job.id, body.timeout)

@@ -127,6 +127,8 @@ class AnswerJobPayload(WireModel):
     tenant: str
     request_id: str
     request: JobCreate
+    tenant_budget_usd: float | None = None  # the submitting key's daily budget for its tenant
+    request_digest: str | None = None  # set for cacheable (temperature 0) requests
 
 
 def job_links(job_id: str) -> dict[str, Any]:

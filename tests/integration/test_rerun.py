@@ -20,11 +20,11 @@ pytestmark = pytest.mark.integration
 
 async def _job(redis: Redis, keys: Keys) -> tuple[JobStore, str]:
     store = JobStore(redis, keys, ttl_s=60, events_max_len=1000)
-    job = await store.submit(
+    submitted = await store.submit(
         job_id="job_rerun", tenant="acme", request=JobCreate(question="q"), request_id="r"
     )
-    assert job is not None
-    return store, job.id
+    assert submitted.job is not None
+    return store, submitted.job.id
 
 
 async def _deltas(store: JobStore, job_id: str) -> list[str]:

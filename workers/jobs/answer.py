@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from shared.answercache import prompt_digest
+from shared.budget import Reservation
 from shared.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from shared.logging import get_logger
+from shared.metrics import CACHE_REQUESTS, DEGRADED_ANSWERS, LLM_COST
 from shared.schemas.jobs import TERMINAL_STATUSES, AnswerJobPayload, Citation, JobResult, Usage
 from workers.lifecycle import Runtime
 from workers.rag.extractive import extractive_answer
@@ -107,6 +111,17 @@ async def _previous_attempt(rt: Runtime, job_id: str) -> tuple[list[Citation] | 
     return citations, "".join(text)
 
 
+@dataclass(slots=True)
+class Generation:
+    """How the answer text came about."""
+
+    model: str | None
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    degraded_reason: str | None = None
+    cached: bool = False
+
+
 async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     picked_up = time.time()
     record = await rt.jobs.get(job.job_id)
@@ -117,9 +132,14 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     created = _epoch(record["created_at"])
     if await rt.jobs.start(job.job_id) <= 0:
         return
+    if record.get("lease"):  # from now on the lease lives only while this worker renews it
+        rt.leases[job.job_id] = record["lease"]
+        await rt.renew_leases([job.job_id])
     queue_ms = max(0, int((picked_up - created) * 1000))
     log.info("job.started", attempt=job_try, queue_ms=queue_ms)
     request = job.request
+    # read before retrieval: an answer cached under it was built from this corpus or older
+    corpus = await rt.answers.corpus_version(job.tenant) if job.request_digest else "0"
     citations, streamed = (None, "") if job_try <= 1 else await _previous_attempt(rt, job.job_id)
 
     t0 = time.perf_counter()
@@ -133,26 +153,10 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     retrieval_ms = int((time.perf_counter() - t0) * 1000)
 
     emitter = _Emitter(rt, job.job_id, streamed)
-    model = request.model or rt.settings.llm_model
-    completion = Completion(model=model)
-    degraded_reason: str | None = None
     t1 = time.perf_counter()
-    if rt.llm is None:
-        degraded_reason = "no_llm_configured"
-    else:
-        try:
-            async for delta in rt.llm.stream(
-                build_messages(request.question, citations),
-                completion=completion,
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                affinity=affinity_key(citations),
-            ):
-                await emitter.emit(delta)
-        except UpstreamError as exc:
-            degraded_reason = _degraded_reason(exc)
-            log.warning("llm.failed", reason=degraded_reason, error=exc.detail)
-    if degraded_reason is not None:
+    gen = await _generate(rt, job, record, citations, emitter, corpus)
+    if gen.degraded_reason is not None:
+        DEGRADED_ANSWERS.labels(reason=gen.degraded_reason).inc()
         fallback = extractive_answer(request.question, citations)
         await emitter.emit(f"\n\n{fallback}" if emitter.text else fallback)
     llm_ms = int((time.perf_counter() - t1) * 1000)
@@ -162,11 +166,12 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     result = JobResult(
         answer=emitter.text,
         citations=citations,
-        model=model if degraded_reason is None else None,
-        degraded=degraded_reason is not None,
-        degraded_reason=degraded_reason,
-        usage=completion.usage if rt.llm is not None else Usage(),
-        cost_usd=0.0,
+        model=gen.model,
+        cached=gen.cached,
+        degraded=gen.degraded_reason is not None,
+        degraded_reason=gen.degraded_reason,
+        usage=gen.usage,
+        cost_usd=gen.cost_usd,
         timings_ms={
             "queue": queue_ms,
             "retrieval": retrieval_ms,
@@ -174,13 +179,147 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
             "total": queue_ms + int((time.perf_counter() - started) * 1000),
         },
     )
+    await _share(rt, record, result)
     await rt.jobs.finish(job.job_id, "completed", result=result.model_dump(mode="json"))
     log.info(
         "job.completed",
         degraded=result.degraded,
+        cached=result.cached,
+        cost_usd=result.cost_usd,
         citations=len(citations),
         total_ms=result.timings_ms["total"],
     )
+
+
+async def _generate(
+    rt: Runtime,
+    job: AnswerJobPayload,
+    record: dict[str, str],
+    citations: list[Citation],
+    emitter: _Emitter,
+    corpus: str,
+) -> Generation:
+    """Stream the LLM's answer into the job, unless the cache, the budget or the breaker
+    decide otherwise; the cost is reserved before the call and settled after it."""
+    request = job.request
+    if rt.llm is None:
+        return Generation(None, degraded_reason="no_llm_configured")
+    model = request.model or rt.settings.llm_model
+    messages = build_messages(request.question, citations)
+    prompt_key: str | None = None
+    if job.request_digest is not None and rt.settings.answer_cache_ttl_s > 0:
+        docs = sorted({c.document_id for c in citations})
+        versions = await rt.documents.visible_versions(job.tenant, docs)
+        chunks = [(c.chunk_id, versions.get(c.document_id, "")) for c in citations]
+        prompt_key = prompt_digest(
+            model,
+            messages,
+            chunks,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+        )
+        hit = await rt.answers.get(job.tenant, corpus, prompt_key)
+        CACHE_REQUESTS.labels(layer="answer", result="hit" if hit else "miss").inc()
+        if hit is not None:
+            await emitter.emit(hit["answer"])
+            return Generation(hit["model"], cached=True)
+
+    prompt_chars = sum(len(m["content"]) for m in messages)
+    client, reservation = rt.llm, _reserved_at_submit(record, job.tenant)
+    if reservation is None:
+        got = await rt.budgets.reserve(
+            job.tenant,
+            rt.prices.worst_case(model, prompt_chars, request.max_tokens),
+            job.tenant_budget_usd,
+        )
+        if isinstance(got, str) and rt.fallback is not None:  # policy fallback_model
+            client, model = rt.fallback, rt.fallback.default_model
+            got = await rt.budgets.reserve(
+                job.tenant,
+                rt.prices.worst_case(model, prompt_chars, request.max_tokens),
+                job.tenant_budget_usd,
+            )
+        if isinstance(got, str):
+            log.warning("budget.degraded", scope=got)
+            return Generation(None, degraded_reason="budget_exhausted")
+        reservation = got
+
+    completion = Completion(model=model)
+    gen = Generation(model)
+    produced = len(emitter.text)
+    try:
+        async for delta in client.stream(
+            messages,
+            completion=completion,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            affinity=affinity_key(citations),
+        ):
+            await emitter.emit(delta)
+    except UpstreamError as exc:
+        gen = Generation(None, degraded_reason=_degraded_reason(exc))
+        log.warning("llm.failed", reason=gen.degraded_reason, error=exc.detail)
+    finally:
+        gen.usage = completion.usage
+        gen.cost_usd = _cost(rt, model, completion.usage, prompt_chars, emitter, produced)
+        # settled even when the job is cancelled mid-stream: what was generated is paid for
+        await asyncio.shield(rt.budgets.settle(reservation, gen.cost_usd))
+        LLM_COST.labels(model=model).inc(gen.cost_usd)
+    if gen.degraded_reason is None and prompt_key is not None and job.request_digest:
+        answer = {
+            "answer": emitter.text,
+            "citations": [c.model_dump(mode="json") for c in citations],
+            "model": model,
+        }
+        await rt.answers.put(
+            job.tenant, corpus, prompt=prompt_key, request=job.request_digest, answer=answer
+        )
+    return gen
+
+
+def _reserved_at_submit(record: dict[str, str], tenant: str) -> Reservation | None:
+    """The reservation the API made at submit (policy `reject`), if it made one."""
+    amount = int(record.get("reserved_nano") or 0)
+    if amount <= 0:
+        return None
+    return Reservation(day=record["created_at"][:10], tenant=tenant, amount_nano=amount)
+
+
+def _cost(
+    rt: Runtime, model: str, usage: Usage, prompt_chars: int, emitter: _Emitter, produced: int
+) -> float:
+    """The call's cost from the usage the LLM reported; estimated when a broken stream
+    reported none but text was generated."""
+    if usage.total_tokens:
+        return rt.prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
+    generated = len(emitter.text) - produced
+    if generated <= 0:
+        return 0.0
+    return rt.prices.cost(
+        model, rt.prices.prompt_tokens(prompt_chars), rt.prices.prompt_tokens(generated)
+    )
+
+
+async def _share(rt: Runtime, record: dict[str, str], result: JobResult) -> None:
+    """Give the answer to the identical requests that attached to this job meanwhile.
+
+    Runs before this job completes, so if the worker dies here the re-run shares it again
+    (completing a follower twice is a no-op)."""
+    if not record.get("inflight"):
+        return
+    shared = result.model_copy(
+        update={
+            "cached": True,
+            "usage": Usage(),
+            "cost_usd": 0.0,
+            "timings_ms": dict.fromkeys(result.timings_ms, 0),
+        }
+    ).model_dump(mode="json")
+    followers = await rt.jobs.seal(record["inflight"], record["id"])
+    for follower in followers:
+        await rt.jobs.complete_with(follower, shared)
+    if followers:
+        log.info("job.shared", followers=len(followers))
 
 
 def _degraded_reason(exc: UpstreamError) -> str:

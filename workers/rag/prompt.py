@@ -6,14 +6,10 @@ specific may come before the sources, and the same chunks always render identica
 
 from __future__ import annotations
 
+from shared.prompting import SYSTEM_PROMPT
 from shared.schemas.jobs import Citation
 
-SYSTEM_PROMPT = (
-    "You answer questions using only the numbered sources the user gives you. "
-    "Cite every statement with the number of its source in square brackets, like [1] or [2][3]. "
-    "If the sources do not contain the answer, say that you could not find it. "
-    "Be concise and do not invent facts, names or numbers."
-)
+__all__ = ["SYSTEM_PROMPT", "affinity_key", "build_messages", "render_sources"]
 
 
 def render_sources(citations: list[Citation]) -> str:

@@ -1,0 +1,144 @@
+"""The answer cache (temperature 0 only) and in-flight coalescing of identical requests.
+
+Two keys, both scoped by tenant and the tenant's corpus version (bumped by every
+publish and delete, so an ingest or delete makes every older entry unreachable;
+they then expire by their TTL):
+
+* the **answer**, under a digest of everything the LLM saw and how it was asked:
+  model, the full messages (system prompt, the retrieved chunk ids, their document
+  versions and texts, the question), `max_tokens` and `temperature`. The worker
+  writes it after a successful, non-degraded call and reads it before calling.
+* a **pointer** from the request's digest (model, question, top_k, filters,
+  generation parameters, retrieval settings, system prompt) to that answer digest,
+  so the API can find an answer at submit without retrieving, and complete the job
+  at once. Retrieval is deterministic for a given corpus version and settings.
+
+While the first of several identical cacheable requests runs, the request digest
+names it (the `inflight` key); later ones attach to it as followers instead of
+queueing (see `shared.jobstore`) and get its answer when it completes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from shared.config import Settings
+from shared.prompting import SYSTEM_PROMPT
+from shared.redis_keys import Keys
+from shared.schemas.jobs import JobCreate
+
+# KEYS: corpus version. ARGV: pointer prefix, request digest, answer prefix.
+# Returns {corpus version} on a miss, {corpus version, answer JSON} on a hit.
+_LOOKUP = """
+local cv = redis.call('GET', KEYS[1]) or '0'
+local digest = redis.call('GET', ARGV[1] .. cv .. ':' .. ARGV[2])
+if not digest then return {cv} end
+local answer = redis.call('GET', ARGV[3] .. cv .. ':' .. digest)
+if not answer then return {cv} end
+return {cv, answer}
+"""
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cacheable(request: JobCreate, settings: Settings) -> bool:
+    """Only deterministic (temperature 0) requests are cached or coalesced."""
+    return request.temperature == 0 and settings.answer_cache_ttl_s > 0
+
+
+def request_digest(request: JobCreate, settings: Settings) -> str:
+    """What decides the answer before retrieval runs (priority and metadata do not)."""
+    return _digest(
+        {
+            "model": request.model or settings.llm_model,
+            "question": request.question,
+            "top_k": request.top_k,
+            "filters": request.filters,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "system": SYSTEM_PROMPT,
+            "retrieval": [
+                settings.collection_name,
+                settings.retrieval_mode,
+                settings.max_chunks_per_document,
+                list(settings.rrf_weights),
+                settings.rrf_k,
+            ],
+        }
+    )
+
+
+def prompt_digest(
+    model: str,
+    messages: list[dict[str, str]],
+    chunk_versions: list[tuple[str, str]],
+    *,
+    max_tokens: int,
+    temperature: float,
+) -> str:
+    """What the LLM sees and how it is asked: the answer's cache key."""
+    return _digest(
+        {
+            "model": model,
+            "messages": messages,
+            "chunks": chunk_versions,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+        }
+    )
+
+
+class AnswerCache:
+    """Reads and writes cached answers; every write carries the TTL."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, ttl_s: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._ttl_s = ttl_s
+        self._lookup = redis.register_script(_LOOKUP)
+
+    async def corpus_version(self, tenant: str) -> str:
+        """The tenant's current corpus version."""
+        return str(await self._redis.get(self._keys.corpus(tenant)) or "0")
+
+    async def lookup_request(self, tenant: str, digest: str) -> tuple[str, dict[str, Any] | None]:
+        """(corpus version, cached answer or None) for a request digest, in one round trip."""
+        reply = await self._lookup(
+            keys=[self._keys.corpus(tenant)],
+            args=[
+                self._keys.answer_pointer(tenant, "", "")[:-1],
+                digest,
+                self._keys.answer(tenant, "", "")[:-1],
+            ],
+        )
+        corpus = str(reply[0])
+        return corpus, (json.loads(reply[1]) if len(reply) > 1 else None)
+
+    async def get(self, tenant: str, corpus: str, digest: str) -> dict[str, Any] | None:
+        """A cached answer by its prompt digest."""
+        raw = await self._redis.get(self._keys.answer(tenant, corpus, digest))
+        return json.loads(raw) if raw else None
+
+    async def put(
+        self,
+        tenant: str,
+        corpus: str,
+        *,
+        prompt: str,
+        request: str,
+        answer: dict[str, Any],
+    ) -> None:
+        """Store an answer under its prompt digest and point the request digest at it."""
+        if self._ttl_s <= 0:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._keys.answer(tenant, corpus, prompt), json.dumps(answer), ex=self._ttl_s)
+            pipe.set(self._keys.answer_pointer(tenant, corpus, request), prompt, ex=self._ttl_s)
+            await pipe.execute()

@@ -1,0 +1,126 @@
+"""Daily spend budgets: reserve the worst case before an LLM call, settle the real cost after.
+
+Spend is kept in integer nano-USD counters per UTC day and scope (the service, each
+tenant); they expire two days later by themselves, so no job resets them. A
+reservation checks and increments both scopes in one Lua script, so concurrent jobs
+in any number of processes cannot overshoot a budget: the counter is the committed
+spend (settled costs plus reservations still open). Settling adds the difference
+between the real cost and the reservation, usually a refund.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+
+from shared.logging import get_logger
+from shared.redis_keys import Keys
+
+log = get_logger("shared.budget")
+
+NANO = 1_000_000_000
+SPEND_TTL_S = 2 * 86_400
+
+# Reserve fragment. KEYS: service, tenant counters. ARGV: amount, service cap, tenant cap
+# (-1 = none), ttl. Returns 'ok', or the scope that has no room ('service' / 'tenant').
+RESERVE_LUA = """
+local function reserve(service, tenant, amount, service_cap, tenant_cap, ttl)
+  amount = tonumber(amount)
+  local spent = tonumber(redis.call('GET', service) or '0')
+  if spent + amount > tonumber(service_cap) then return 'service' end
+  if tonumber(tenant_cap) >= 0 then
+    local tspent = tonumber(redis.call('GET', tenant) or '0')
+    if tspent + amount > tonumber(tenant_cap) then return 'tenant' end
+  end
+  redis.call('INCRBY', service, amount)
+  redis.call('EXPIRE', service, ttl)
+  redis.call('INCRBY', tenant, amount)
+  redis.call('EXPIRE', tenant, ttl)
+  return 'ok'
+end
+"""
+_RESERVE = RESERVE_LUA + "return reserve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"
+
+
+def today() -> str:
+    """The current UTC day, the budgets' period."""
+    return datetime.now(UTC).date().isoformat()
+
+
+def seconds_to_midnight() -> int:
+    """Seconds until the UTC day (and every daily budget) rolls over."""
+    now = datetime.now(UTC)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
+    return max(1, int((midnight - now).total_seconds()))
+
+
+def nano(usd: float) -> int:
+    """USD as integer nano-USD, rounded up (a reservation never undershoots)."""
+    return math.ceil(round(usd * NANO, 3))
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """An open reservation, settled exactly once."""
+
+    day: str
+    tenant: str
+    amount_nano: int
+
+
+class Budgets:
+    """The service's and each tenant's daily budgets."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, service_cap_usd: float) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._service_cap = nano(service_cap_usd)
+        self._reserve = redis.register_script(_RESERVE)
+
+    def counters(self, day: str, tenant: str) -> tuple[str, str]:
+        """KEYS of the reserve fragment."""
+        return self._keys.spend(day, "service"), self._keys.spend(day, f"tenant:{tenant}")
+
+    def caps(self, tenant_cap_usd: float | None) -> tuple[int, int]:
+        """Service and tenant caps in nano-USD (-1: the tenant has no budget of its own)."""
+        return self._service_cap, -1 if tenant_cap_usd is None else nano(tenant_cap_usd)
+
+    async def reserve(
+        self, tenant: str, amount_usd: float, tenant_cap_usd: float | None
+    ) -> Reservation | str:
+        """Reserve `amount_usd` against both budgets; the exhausted scope's name if no room."""
+        day = today()
+        amount = nano(amount_usd)
+        outcome = await self._reserve(
+            keys=list(self.counters(day, tenant)),
+            args=[amount, *self.caps(tenant_cap_usd), SPEND_TTL_S],
+        )
+        if outcome != "ok":
+            await self.exhausted(day, str(outcome), tenant)
+            return str(outcome)
+        return Reservation(day, tenant, amount)
+
+    async def settle(self, reservation: Reservation, cost_usd: float) -> None:
+        """Replace the reservation by the real cost (a refund when it was lower)."""
+        delta = nano(cost_usd) - reservation.amount_nano
+        if delta == 0:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key in self.counters(reservation.day, reservation.tenant):
+                pipe.incrby(key, delta)
+            await pipe.execute()
+
+    async def exhausted(self, day: str, scope: str, tenant: str) -> None:
+        """Log `budget.exceeded` once per scope and day (across every process)."""
+        name = "service" if scope == "service" else f"tenant:{tenant}"
+        if await self._redis.set(self._keys.budget_alerted(day, name), 1, nx=True, ex=SPEND_TTL_S):
+            log.error("budget.exceeded", scope=scope, day=day, tenant=tenant)
+
+    async def spent(self, tenant: str, day: str | None = None) -> tuple[float, float]:
+        """Committed spend in USD today: (service, tenant)."""
+        raw = await self._redis.mget(self.counters(day or today(), tenant))
+        service, mine = (int(v or 0) / NANO for v in raw)
+        return service, mine
