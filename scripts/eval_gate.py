@@ -175,8 +175,8 @@ class Stack:
             if proc.returncode is not None:
                 raise GateError(f"{name} exited with {proc.returncode} during start-up")
 
-    async def create_key(self, tenant: str) -> str:
-        """Issue an API key with `ragq keys create`."""
+    async def create_key(self, tenant: str, *options: str) -> str:
+        """Issue an API key with `ragq keys create --tenant TENANT OPTIONS`."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -185,6 +185,7 @@ class Stack:
             "create",
             "--tenant",
             tenant,
+            *options,
             env=self.env,
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,

@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
 import httpx
 import pytest
 
-from scripts.eval_gate import ROOT
 from tests.e2e.conftest import Stack, auth
 
 pytestmark = pytest.mark.e2e
-
-
-async def create_key(stack: Stack, tenant: str, *options: str) -> str:
-    """Issue a key with `ragq keys create --tenant TENANT OPTIONS` on the stack's Redis."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shared.cli",
-        "keys",
-        "create",
-        "--tenant",
-        tenant,
-        *options,
-        env=stack.env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode(errors="replace")
-    return out.decode().strip()
 
 
 async def test_two_api_processes_share_one_keys_limit(stack: Stack) -> None:
@@ -41,7 +16,7 @@ async def test_two_api_processes_share_one_keys_limit(stack: Stack) -> None:
     await stack.start_worker()
     await stack.start_api()
     second_url = await stack.serve("api2")
-    key = await create_key(stack, "acme", "--rpm", "10")
+    key = await stack.create_key("acme", "--rpm", "10")
     async with (
         httpx.AsyncClient(base_url=stack.url, headers=auth(key), timeout=30) as one,
         httpx.AsyncClient(base_url=second_url, headers=auth(key), timeout=30) as two,

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from scripts.testllm import Behaviour, serve_testllm
 from shared.config import Settings
 from tests.conftest import MakeSettings, api_with
 from tests.integration.conftest import auth, finished, ingest, sse_events
@@ -301,3 +302,44 @@ async def test_usage_reports_todays_requests_tokens_hits_and_spend(
     assert usage["spend_usd"] == WORST_USD
     assert usage["budget_usd"] == 500.0
     assert (theirs["requests"], theirs["spend_usd"], theirs["budget_usd"]) == (0, 0.0, 100_000.0)
+
+
+async def test_fallback_model_answers_once_the_budget_is_spent(
+    make_settings: MakeSettings,
+    start_worker: StartWorker,
+    issue_key: Callable[..., Any],
+    testllm: str,
+) -> None:
+    """Policy `fallback_model`: once a tenant's budget cannot cover the main model, jobs are
+    answered by the cheaper fallback endpoint and model (free here) instead of degrading."""
+    prices = {**DOLLAR_PER_TOKEN, "tiny": {"prompt_per_mtok": 0.0, "completion_per_mtok": 0.0}}
+    async with serve_testllm(Behaviour(), model="tiny") as cheap:
+        settings = llm_settings(
+            make_settings,
+            testllm,
+            budget_policy="fallback_model",
+            fallback_llm_base_url=f"{cheap}/v1",
+            fallback_llm_model="tiny",
+            llm_prices=prices,
+        )
+        await start_worker(settings)
+        key = await issue_key("acme", daily_budget_usd=WORST_USD)
+        jobs = await _three_jobs(settings, key)
+        cheap_calls = (await stats(cheap))["chat_requests"]
+    assert [j["result"]["model"] for j in jobs] == ["qwen2.5-7b-instruct", "tiny", "tiny"]
+    assert [j["result"]["degraded"] for j in jobs] == [False, False, False]
+    assert [j["result"]["cost_usd"] for j in jobs] == [WORST_USD, 0.0, 0.0]
+    assert cheap_calls == 2
+
+
+async def _three_jobs(settings: Settings, key: str) -> list[dict[str, Any]]:
+    async with api_with(settings) as api:
+        await ingest(api, key, ROTATION)
+        body = {"max_tokens": 10, "temperature": 0.5}
+        jobs = [
+            await finished(
+                api, key, (await submit(api, key, f"VLT-4031? {i}", **body)).json()["id"]
+            )
+            for i in range(3)
+        ]
+    return jobs
