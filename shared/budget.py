@@ -103,14 +103,21 @@ class Budgets:
             return str(outcome)
         return Reservation(day, tenant, amount)
 
-    async def settle(self, reservation: Reservation, cost_usd: float) -> None:
-        """Replace the reservation by the real cost (a refund when it was lower)."""
+    async def settle(
+        self, reservation: Reservation, cost_usd: float, *, job_key: str | None = None
+    ) -> None:
+        """Replace the reservation by the real cost (a refund when it was lower).
+
+        A reservation made at submit is recorded on the job (`job_key`); settling removes
+        it there in the same transaction, so a re-run of the job cannot settle it twice.
+        """
         delta = nano(cost_usd) - reservation.amount_nano
-        if delta == 0:
-            return
         async with self._redis.pipeline(transaction=True) as pipe:
-            for key in self.counters(reservation.day, reservation.tenant):
-                pipe.incrby(key, delta)
+            if delta:
+                for key in self.counters(reservation.day, reservation.tenant):
+                    pipe.incrby(key, delta)
+            if job_key is not None:
+                pipe.hdel(job_key, "reserved_nano")
             await pipe.execute()
 
     async def exhausted(self, day: str, scope: str, tenant: str) -> None:

@@ -136,7 +136,10 @@ elseif mode ~= 'cached' then
     redis.call('SET', KEYS[9], id, 'PX', ARGV[6])
     redis.call('HSET', KEYS[1], 'inflight', KEYS[9])
   end
-  if reserve_nano > 0 then redis.call('HSET', KEYS[1], 'reserved_nano', reserve_nano) end
+  if reserve_nano > 0 then
+    redis.call('HSET', KEYS[1], 'reserved_nano', reserve_nano, 'spend_keys',
+      KEYS[7] .. ' ' .. KEYS[8])
+  end
 end
 if mode ~= 'cached' and max_conc > 0 then
   redis.call('ZADD', KEYS[6], now_ms + tonumber(ARGV[13]), id)
@@ -195,6 +198,14 @@ redis.call('PEXPIRE', KEYS[2], ARGV[1])
 if status == 'queued' then
   redis.call('ZREM', KEYS[4], ARGV[6])
   redis.call('DEL', KEYS[3])
+  -- it never ran: give back the budget it reserved at submit (a running job's worker does)
+  local reserved = redis.call('HGET', KEYS[1], 'reserved_nano')
+  if reserved then
+    for spend in string.gmatch(redis.call('HGET', KEYS[1], 'spend_keys'), '%S+') do
+      redis.call('DECRBY', spend, reserved)
+    end
+    redis.call('HDEL', KEYS[1], 'reserved_nano')
+  end
 end
 local leader = redis.call('HGET', KEYS[1], 'leader')
 if leader then redis.call('SREM', ARGV[7] .. ':job:' .. leader .. ':followers', ARGV[6]) end

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.answercache import AnswerCache
-from shared.budget import Budgets
+from shared.budget import Budgets, Reservation
 from shared.clients import make_redis
 from shared.config import Settings
 from shared.documents import DocumentStore
@@ -69,6 +69,19 @@ class Runtime:
             await self.jobs.renew_leases(held, int(self.settings.lock_ttl_s * 1000))
         except RedisError as exc:
             log.warning("worker.lease_renew_failed", error=str(exc))
+
+    async def refund_unused(self, job_id: str) -> None:
+        """Give back a budget reservation made at submit that no LLM call used (the job
+        ended before its call, was answered from the cache, or was abandoned)."""
+        record = await self.jobs.get(job_id)
+        if record is None or not record.get("reserved_nano"):
+            return
+        reservation = Reservation(
+            day=record["created_at"][:10],
+            tenant=record["tenant"],
+            amount_nano=int(record["reserved_nano"]),
+        )
+        await self.budgets.settle(reservation, 0.0, job_key=self.keys.job(job_id))
 
     async def aclose(self) -> None:
         """Close every client, in reverse order of opening."""

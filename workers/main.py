@@ -128,6 +128,7 @@ async def _drain(workers: list[RagqWorker], grace_s: float) -> None:
 
 def _abandoned(rt: Runtime) -> Any:
     async def mark_failed(job_id: str) -> None:
+        await rt.refund_unused(job_id)
         await rt.jobs.finish(
             job_id,
             "failed",

@@ -343,3 +343,40 @@ async def _three_jobs(settings: Settings, key: str) -> list[dict[str, Any]]:
             for i in range(3)
         ]
     return jobs
+
+
+async def test_a_cancelled_job_gives_its_reservation_back(
+    make_settings: MakeSettings,
+    start_worker: StartWorker,
+    issue_key: Callable[..., Any],
+    testllm: str,
+) -> None:
+    """Policy `reject` reserves at submit: cancelling a job, queued or running, before the LLM
+    produced anything returns the reservation, so the budget admits the next job."""
+    settings = llm_settings(make_settings, testllm, budget_policy="reject")
+    key = await issue_key("acme", daily_budget_usd=WORST_USD)
+    body = {"max_tokens": 10, "temperature": 0.5}
+    async with api_with(settings) as api:
+        queued = (await submit(api, key, "a", **body)).json()
+        refused_while_queued = await submit(api, key, "b", **body)
+        await api.post(f"/v1/jobs/{queued['id']}/cancel", headers=auth(key))
+        spend_after_queued_cancel = (await api.get("/v1/usage", headers=auth(key))).json()
+
+        await control(testllm, hang=True)
+        await start_worker(settings)
+        running = (await submit(api, key, "c", **body)).json()
+        await wait_stat(testllm, "chat_in_flight", 1)
+        refused_while_running = await submit(api, key, "d", **body)
+        await api.post(f"/v1/jobs/{running['id']}/cancel", headers=auth(key))
+        await control(testllm, hang=False)
+        deadline = asyncio.get_running_loop().time() + 30
+        # the running job's worker settles on the cancel message: poll for it, bounded
+        while (last := await submit(api, key, "e", **body)).status_code == 429:
+            assert asyncio.get_running_loop().time() < deadline, "the reservation never came back"
+            await asyncio.sleep(0.05)
+        done = await finished(api, key, last.json()["id"])
+    assert refused_while_queued.status_code == 429
+    assert spend_after_queued_cancel["spend_usd"] == 0.0
+    assert refused_while_running.status_code == 429
+    assert done["result"]["degraded"] is False
+    assert 0 < done["result"]["cost_usd"] <= WORST_USD

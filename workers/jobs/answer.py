@@ -70,12 +70,14 @@ async def answer(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     task = asyncio.current_task()
     assert task is not None
     rt.running[job.job_id] = task
+    shutdown = False
     try:
         async with asyncio.timeout(rt.settings.job_timeout_s * 0.95):
             await _run(rt, job, ctx.get("job_try", 1))
     except asyncio.CancelledError:
         if job.job_id not in rt.cancelled:
-            raise  # shutdown: arq puts the job back for another try
+            shutdown = True
+            raise  # shutdown: arq puts the job back for another try (with its reservation)
         log.info("job.cancelled")
     except JobStopped:
         log.info("job.stopped")
@@ -90,7 +92,10 @@ async def answer(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
             job.job_id, "failed", error={"type": "internal", "message": type(exc).__name__}
         )
     finally:
+        if not shutdown and rt.settings.budget_policy == "reject":  # submit-time reservations
+            await rt.refund_unused(job.job_id)
         rt.running.pop(job.job_id, None)
+        rt.leases.pop(job.job_id, None)
         rt.cancelled.discard(job.job_id)
         structlog.contextvars.unbind_contextvars("job_id", "tenant", "request_id")
 
@@ -226,6 +231,7 @@ async def _generate(
 
     prompt_chars = sum(len(m["content"]) for m in messages)
     client, reservation = rt.llm, _reserved_at_submit(record, job.tenant)
+    job_key = rt.keys.job(job.job_id) if reservation is not None else None
     if reservation is None:
         got = await rt.budgets.reserve(
             job.tenant,
@@ -263,7 +269,7 @@ async def _generate(
         gen.usage = completion.usage
         gen.cost_usd = _cost(rt, model, completion.usage, prompt_chars, emitter, produced)
         # settled even when the job is cancelled mid-stream: what was generated is paid for
-        await asyncio.shield(rt.budgets.settle(reservation, gen.cost_usd))
+        await asyncio.shield(rt.budgets.settle(reservation, gen.cost_usd, job_key=job_key))
         LLM_COST.labels(model=model).inc(gen.cost_usd)
     if gen.degraded_reason is None and prompt_key is not None and job.request_digest:
         answer = {
