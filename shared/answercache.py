@@ -62,7 +62,7 @@ def request_digest(request: JobCreate, settings: Settings) -> str:
             "top_k": request.top_k,
             "filters": request.filters,
             "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
+            "temperature": float(request.temperature),  # 0 and 0.0 are one request
             "system": SYSTEM_PROMPT,
             "retrieval": [
                 settings.collection_name,
@@ -90,7 +90,7 @@ def prompt_digest(
             "messages": messages,
             "chunks": chunk_versions,
             "max_tokens": max_tokens,
-            "temperature": temperature,
+            "temperature": float(temperature),
         }
     )
 

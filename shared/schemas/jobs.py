@@ -22,7 +22,7 @@ class JobCreate(StrictModel):
     question: Annotated[TrimmedText, Field(min_length=1, max_length=4000)]
     top_k: Annotated[int, Field(ge=1, le=50)] = 5
     filters: Metadata = Field(default_factory=dict)
-    temperature: Annotated[float, Field(ge=0, le=2)] = 0
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
     max_tokens: Annotated[int, Field(ge=1, le=4096)] = 512
     model: str | None = None
     priority: Priority = "interactive"
