@@ -1218,10 +1218,8 @@ async def run(args: argparse.Namespace, stack_box: list[Stack]) -> int:
             log(f"logs and data in {workdir}")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds per timed phase")
+def add_report_arguments(parser: argparse.ArgumentParser, section: str, title: str) -> None:
+    """The options every stack benchmark shares: report file, note, settings, logs, section."""
     parser.add_argument("--out", default="docs/BENCHMARKS.md", help="Markdown file to update")
     parser.add_argument("--note", default="", help="free text for the run line of the report")
     parser.add_argument(
@@ -1232,11 +1230,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="extra setting for the API and worker (repeatable)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with logs")
-    parser.add_argument("--section", default="pickup", help="name of the report section to write")
-    parser.add_argument(
-        "--title",
-        default="Pickup latency, overhead over a direct LLM call, idle cost",
-        help="heading of the report section",
+    parser.add_argument("--section", default=section, help="name of the report section to write")
+    parser.add_argument("--title", default=title, help="heading of the report section")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rate", type=float, default=10.0, help="requests per second")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds per timed phase")
+    add_report_arguments(
+        parser, "pickup", "Pickup latency, overhead over a direct LLM call, idle cost"
     )
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0:
@@ -1244,15 +1247,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+BenchRun = Callable[[argparse.Namespace, list["Stack"]], Coroutine[Any, Any, int]]
+
+
+def run_benchmark(run_fn: BenchRun, args: argparse.Namespace) -> int:
+    """Run a stack benchmark: SIGTERM and Ctrl-C stop it, and its processes never outlive it."""
     stack_box: list[Stack] = []
 
     async def guarded() -> int:
         task = asyncio.current_task()
         assert task is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(args, stack_box)
+        return await run_fn(args, stack_box)
 
     try:
         return asyncio.run(guarded())
@@ -1265,6 +1271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for stack in stack_box:
             stack.kill_leftovers()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_benchmark(run, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ import contextlib
 import os
 import shlex
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -695,18 +694,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--first-token-ms", type=float, default=100.0)
     parser.add_argument("--token-ms", type=float, default=150.0, help="test LLM: per token")
     parser.add_argument("--max-tokens", type=int, default=20, help="answer length cap")
-    parser.add_argument("--out", default="docs/BENCHMARKS.md", help="Markdown file to update")
-    parser.add_argument("--note", default="", help="free text for the run line of the report")
-    parser.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="RAGQ_NAME=VALUE",
-        help="extra setting for the API and worker (repeatable)",
-    )
-    parser.add_argument("--keep-logs", action="store_true", help="keep the temp dir with logs")
-    parser.add_argument("--section", default=SECTION, help="name of the report section to write")
-    parser.add_argument("--title", default=TITLE, help="heading of the report section")
+    pickup.add_report_arguments(parser, SECTION, TITLE)
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.duration <= 0 or args.warmup < 0 or args.flood < 1:
         parser.error("--rate, --duration and --flood must be positive, --warmup not negative")
@@ -716,26 +704,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    stack_box: list[pickup.Stack] = []
-
-    async def guarded() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run(args, stack_box)
-
-    try:
-        return asyncio.run(guarded())
-    except StackError as exc:
-        log(f"the stack could not be prepared: {exc}")
-        return 2
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        log("interrupted; processes stopped")
-        return 130
-    finally:
-        for stack in stack_box:
-            stack.kill_leftovers()
+    return pickup.run_benchmark(run, parse_args(argv))
 
 
 if __name__ == "__main__":

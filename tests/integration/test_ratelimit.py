@@ -8,12 +8,11 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from shared.redis_keys import Keys
-from tests.conftest import MakeSettings
+from tests.conftest import MakeSettings, api_with
 from tests.integration.conftest import auth
 
 pytestmark = pytest.mark.integration
@@ -44,15 +43,7 @@ async def api_default_rpm(
     make_settings: MakeSettings, redis: Redis
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app with a service default of 2 requests per minute."""
-    from api.app import create_app
-
-    app = create_app(make_settings(default_rpm=2))
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://ragq.test"
-        ) as client,
-    ):
+    async with api_with(make_settings(default_rpm=2)) as client:
         yield client
 
 
