@@ -10,6 +10,7 @@ echo "== ruff check"; ruff check .
 echo "== ruff format --check"; ruff format --check .
 echo "== mypy (strict)"; mypy
 echo "== import-linter"; lint-imports
+echo "== promtool (config, rules, rule unit tests)"; scripts/promtool.sh
 echo "== pytest"; pytest -p no:cacheprovider --cov --cov-report=term "$@"
 
 # The deploy gate: a real stack (API, worker, test LLM), the sample corpus ingested through

@@ -40,7 +40,7 @@ def make_settings(tmp_path: Path) -> MakeSettings:
             "default_rpm": 0,  # tests send many requests with one key; rate-limit tests set it
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        return Settings(_env_file=None, **values)
 
     return make
 
