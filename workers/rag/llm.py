@@ -2,8 +2,10 @@
 
 Retries live in one layer, here (tenacity; the SDK's own are off), and only until the
 first token: an attempt is "open the stream and read up to its first text", so text the
-caller has seen is never asked for twice. Each attempt passes the endpoint's circuit
-breaker (`workers.rag.breaker`), shared by every worker through Redis. Vendor exceptions
+caller has seen is never asked for twice. An attempt walks the replicas in the call's
+order (`workers.rag.routing`: by prompt prefix, under a load cap), past every endpoint
+whose circuit breaker (`workers.rag.breaker`, shared by every worker through Redis) is
+open, and on to the next replica at once when one fails. Vendor exceptions
 are translated here into `UpstreamTimeout` / `UpstreamUnavailable`; `CircuitOpen` when
 every endpoint's breaker is open, without a network call or a backoff sleep.
 """
@@ -11,7 +13,6 @@ every endpoint's breaker is open, without a network call or a backoff sleep.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from shared.logging import get_logger
 from shared.redis_keys import Keys
 from shared.schemas.jobs import Usage
 from workers.rag.breaker import Admission, CircuitBreaker
+from workers.rag.routing import Router, Slot
 
 log = get_logger("workers.llm")
 
@@ -62,6 +64,7 @@ class _Opened:
 
     stream: AsyncStream[ChatCompletionChunk]
     first: str | None
+    slot: Slot  # counted in flight until the stream is closed
 
 
 class LLMClient:
@@ -96,13 +99,17 @@ class LLMClient:
             raise ValueError("no LLM endpoint configured")
         self.default_model = model or settings.llm_model
         self._breaker = CircuitBreaker.from_settings(redis, keys, settings)
+        # a call never outlives its job, so a killed worker's calls stop counting by then
+        self.router = Router(
+            redis,
+            keys,
+            self._targets,
+            load_factor=settings.llm_load_factor,
+            lease_s=settings.job_timeout_s,
+        )
         self._retries = settings.llm_retries  # extra attempts
         self._backoff_s = settings.llm_retry_backoff_s
         self._backoff_max_s = settings.llm_retry_backoff_max_s
-
-    def _pick(self, affinity: str) -> int:
-        """Same prompt prefix → same replica, so vLLM's prefix cache gets hits."""
-        return int(hashlib.sha1(affinity.encode()).hexdigest(), 16) % len(self._clients)
 
     async def stream(
         self,
@@ -127,7 +134,7 @@ class LLMClient:
         )
         with _translated():
             opened: _Opened = await retrying(
-                self._attempt, self._pick(affinity), request, completion
+                self._attempt, self.router.order(affinity), request, completion
             )
         try:
             with _translated():  # from here on a failure is raised, never retried
@@ -138,12 +145,47 @@ class LLMClient:
                     yield text
                     text = await _next_text(opened.stream, completion)
         finally:
-            await opened.stream.close()
+            try:
+                await opened.stream.close()
+            finally:
+                await self.router.release(opened.slot)
 
-    async def _attempt(self, first: int, request: _Request, completion: Completion) -> _Opened:
-        """One try: the first endpoint from `first` on whose breaker allows it, read up to
-        its first text; the outcome is recorded in that endpoint's breaker."""
-        index, admission = await self._admit(first)
+    async def _attempt(
+        self, order: list[int], request: _Request, completion: Completion
+    ) -> _Opened:
+        """One try: walk the endpoints in the call's order, taking the first under the load
+        cap whose breaker allows it, up to its first text. An endpoint that fails is counted
+        by its breaker and the walk moves on at once, so a dead replica costs a refused
+        connection, not a backoff; the try fails only when every endpoint did or refused."""
+        left, failure = list(order), None
+        while (slot := await self.router.acquire(left)) is not None:
+            left.remove(slot.index)
+            target = self._targets[slot.index]
+            admission = await self._breaker.acquire(target)
+            if not admission.allowed:
+                await self.router.release(slot)
+                continue
+            try:
+                return await self._open(slot, admission, request, completion)
+            except (openai.APIError, httpx2.HTTPError) as exc:
+                await self.router.release(slot)
+                if not _endpoint_failed(exc) or not left:
+                    raise
+                failure = exc
+                log.warning("llm.failover", target=target, error=f"{type(exc).__name__}: {exc}")
+            except BaseException:
+                await self.router.release(slot)
+                raise
+        if failure is not None:  # the endpoints after the failed one refused (breaker open)
+            raise failure
+        raise CircuitOpen(f"the circuit breaker of every LLM endpoint ({len(order)}) is open")
+
+    async def _open(
+        self, slot: Slot, admission: Admission, request: _Request, completion: Completion
+    ) -> _Opened:
+        """Open the stream on the slot's endpoint and read up to its first text; the outcome
+        is recorded in that endpoint's breaker."""
+        index = slot.index
         target = self._targets[index]
         try:
             stream = await self._clients[index].chat.completions.create(
@@ -168,17 +210,7 @@ class LLMClient:
             await self._breaker.release(target, admission)
             raise
         await self._breaker.record(target, True, probe=admission.probe)
-        return _Opened(stream, text)
-
-    async def _admit(self, first: int) -> tuple[int, Admission]:
-        """The endpoint picked for the call, or the next in order whose breaker allows."""
-        count = len(self._targets)
-        for step in range(count):
-            index = (first + step) % count
-            admission = await self._breaker.acquire(self._targets[index])
-            if admission.allowed:
-                return index, admission
-        raise CircuitOpen(f"the circuit breaker of every LLM endpoint ({count}) is open")
+        return _Opened(stream, text, slot)
 
     async def state(self) -> str:
         """For readiness: "degraded" while every endpoint's breaker is open, else "ok"."""

@@ -6,6 +6,9 @@ specific may come before the sources, and the same chunks always render identica
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from shared.prompting import SYSTEM_PROMPT
 from shared.schemas.jobs import Citation
 
@@ -29,5 +32,8 @@ def build_messages(question: str, citations: list[Citation]) -> list[dict[str, s
 
 
 def affinity_key(citations: list[Citation]) -> str:
-    """What the shared prompt prefix depends on: picks the same vLLM replica for it."""
-    return citations[0].chunk_id if citations else ""
+    """The canonical prompt prefix as a digest: the system prompt, then the cited chunk ids
+    in prompt order. Calls that share it share vLLM's prefix cache, so they are routed to
+    the same replica (`workers.rag.routing`); the question, which comes last, does not count."""
+    prefix = json.dumps([SYSTEM_PROMPT, [c.chunk_id for c in citations]])
+    return hashlib.sha256(prefix.encode()).hexdigest()
