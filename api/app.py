@@ -26,9 +26,10 @@ from shared.documents import DocumentStore
 from shared.errors import NotReady
 from shared.jobstore import JobStore
 from shared.logging import configure_logging, get_logger
+from shared.metrics import GaugeRefresher, mark_process_exited, prime_api
 from shared.pricing import PriceTable
 from shared.queue import Enqueuer
-from shared.redis_keys import Keys
+from shared.redis_keys import QUEUES, Keys
 
 log = get_logger("api.app")
 
@@ -63,10 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             enqueuer=Enqueuer(redis, keys),
             limiter=RateLimiter(redis, keys),
         )
+        prime_api()
+        gauges = GaugeRefresher(redis, keys, QUEUES).start()  # ragq_queue_depth, spend
         log.info("api.started", redis=settings.redis_url.split("@")[-1])
         try:
             yield {"clients": clients}
         finally:
+            await gauges.aclose()
+            mark_process_exited()
             await redis.aclose()
             await redis_blocking.aclose()
             log.info("api.stopped")

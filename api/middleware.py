@@ -1,26 +1,56 @@
-"""Pure ASGI middleware: request ids and access logs, and body limits enforced while reading."""
+"""Pure ASGI middleware: request ids, access logs and HTTP metrics, and body limits
+enforced while reading."""
 
 from __future__ import annotations
 
 import re
 import secrets
 import time
+from typing import Any
 
+import fastapi.routing
 import structlog
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem
 from shared.config import Settings
+from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# label values stay bounded: any other method is "OTHER", any path no route matches "unmatched"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+# FastAPI keeps included routers nested in `app.routes` and flattens them with this; older
+# versions put every route in `app.routes` directly
+_iter_routes: Any = getattr(fastapi.routing, "iter_route_contexts", iter)
 log = structlog.get_logger("api.http")
+
+
+def route_template(scope: Scope) -> str:
+    """The template of the route that served the request (`/v1/jobs/{job_id}`), found by
+    matching the app's routes when a middleware answered before routing (a 413), else
+    `unmatched`: raw paths carry ids, which must never become label values."""
+    route = scope.get("route")
+    if isinstance(route, BaseRoute) and isinstance(path := getattr(route, "path", None), str):
+        return path
+    partial = UNMATCHED
+    for candidate in _iter_routes(getattr(scope.get("app"), "routes", ())):
+        match, _ = candidate.matches(scope)
+        path = getattr(candidate, "path", None)
+        if match == Match.FULL and isinstance(path, str):
+            return path
+        if match == Match.PARTIAL and partial == UNMATCHED and isinstance(path, str):
+            partial = path  # the path exists with another method: the router answers 405
+    return partial
 
 
 class RequestContextMiddleware:
     """Give every request an `X-Request-ID` (the client's if safe), bind it to the logs,
-    echo it on the response with the RateLimit headers auth set, and log one line per request."""
+    echo it on the response with the RateLimit headers auth set, log one line per request
+    and count it in `ragq_http_*` by route template."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -51,12 +81,18 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed_s = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            route = route_template(scope)
+            HTTP_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+            HTTP_DURATION.labels(method=method, route=route).observe(elapsed_s)
             log.info(
                 "http.request",
                 method=scope["method"],
+                route=route,
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                latency_ms=round(elapsed_s * 1000, 1),
             )
 
 

@@ -105,20 +105,25 @@ class Budgets:
 
     async def settle(
         self, reservation: Reservation, cost_usd: float, *, job_key: str | None = None
-    ) -> None:
-        """Replace the reservation by the real cost (a refund when it was lower).
+    ) -> float:
+        """Replace the reservation by the real cost (a refund when it was lower); the
+        service's committed spend (USD) of the reservation's day after it.
 
         A reservation made at submit is recorded on the job (`job_key`); settling removes
         it there in the same transaction, so a re-run of the job cannot settle it twice.
         """
         delta = nano(cost_usd) - reservation.amount_nano
+        service, tenant = self.counters(reservation.day, reservation.tenant)
         async with self._redis.pipeline(transaction=True) as pipe:
             if delta:
-                for key in self.counters(reservation.day, reservation.tenant):
-                    pipe.incrby(key, delta)
+                pipe.incrby(service, delta)
+                pipe.incrby(tenant, delta)
+            else:  # a read, not INCRBY 0, which would create a missing counter without a TTL
+                pipe.get(service)
             if job_key is not None:
                 pipe.hdel(job_key, "reserved_nano")
-            await pipe.execute()
+            results = await pipe.execute()
+        return int(results[0] or 0) / NANO
 
     async def exhausted(self, day: str, scope: str, tenant: str) -> None:
         """Log `budget.exceeded` once per scope and day (across every process)."""

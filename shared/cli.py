@@ -11,7 +11,9 @@ import asyncio
 import importlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,24 +22,43 @@ import httpx
 
 from shared import evaluation
 from shared.config import get_settings
+from shared.logging import configure_logging, get_logger
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port if args.port is not None else settings.port,
-        workers=args.workers or settings.api_workers,
-        log_config=None,  # create_app configures structlog JSON logging
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    workers = args.workers or settings.api_workers
+    metrics_dir = None
+    if workers > 1 and not os.environ.get(MULTIPROC_VAR):
+        # prometheus_client's multi-process mode: each process writes its samples under this
+        # directory and /metrics sums them, whichever process answers the scrape. Fresh per
+        # run (stale files would be summed too); the processes inherit the variable.
+        metrics_dir = tempfile.mkdtemp(prefix="ragq-metrics-")
+        os.environ[MULTIPROC_VAR] = metrics_dir
+    if workers > 1:
+        configure_logging(settings.log_level)  # the supervisor's lines: JSON like the rest
+        get_logger("shared.cli").info(
+            "api.metrics_multiprocess", workers=workers, dir=os.environ[MULTIPROC_VAR]
+        )
+    try:
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=args.host or settings.host,
+            port=args.port if args.port is not None else settings.port,
+            workers=workers,
+            log_config=None,  # create_app configures structlog JSON logging
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     lock_ttl_s: float = Field(15.0, ge=3)  # renewed every lock_ttl_s / 3 while a job runs
     heartbeat_s: float = Field(5.0, gt=0)
     worker_drain_s: float = Field(20.0, ge=0)  # on SIGTERM, running jobs get this long to finish
+    worker_metrics_port: int = Field(9100, ge=0, le=65535)  # each worker's /metrics; 0 = off
     max_queue_depth: int = Field(1000, ge=1)
 
     # Retrieval
@@ -80,6 +81,10 @@ class Settings(BaseSettings):
     llm_models: list[str] = Field(default_factory=list)  # extra models a request may name
     llm_api_key: SecretStr = SecretStr("EMPTY")
     llm_timeout_s: float = Field(30.0, gt=0)
+    # no replica above ceil(factor * (in flight + 1) / replicas): workers/rag/routing.py
+    llm_load_factor: float = Field(1.25, ge=1.0)
+    # tier name → {"base_url": "u1,u2", "model": "m", "models": "lora-a,lora-b"} (shared/tiers.py)
+    llm_tiers: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     # LLM resilience: one retry layer, then a circuit breaker per endpoint shared through Redis
     llm_retries: int = Field(2, ge=0, le=10)  # extra attempts on connection errors, 5xx, 429
@@ -120,6 +125,20 @@ class Settings(BaseSettings):
     def _weights(cls, value: tuple[float, float]) -> tuple[float, float]:
         if min(value) < 0 or max(value) == 0:
             raise ValueError("RAGQ_RRF_WEIGHTS: both >= 0 and not both 0")
+        return value
+
+    @field_validator("llm_tiers")
+    @classmethod
+    def _tiers(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for name, entry in value.items():
+            if name == "default" or not name:
+                raise ValueError("RAGQ_LLM_TIERS: the default tier is RAGQ_LLM_BASE_URL/_MODEL")
+            unknown = set(entry) - {"base_url", "model", "models"}
+            if unknown or not entry.get("base_url", "").strip() or not entry.get("model"):
+                raise ValueError(
+                    f"RAGQ_LLM_TIERS[{name!r}]: needs base_url and model (optional models), "
+                    f"got {sorted(entry)}"
+                )
         return value
 
     @model_validator(mode="after")

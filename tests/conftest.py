@@ -37,6 +37,7 @@ def make_settings(tmp_path: Path) -> MakeSettings:
             "heartbeat_s": 0.5,
             "log_level": "warning",
             "worker_drain_s": 0,
+            "worker_metrics_port": 0,  # in-process workers: no exporter port to collide on
             "default_rpm": 0,  # tests send many requests with one key; rate-limit tests set it
         }
         values.update(overrides)

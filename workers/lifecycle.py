@@ -26,6 +26,7 @@ from shared.jobstore import JobStore
 from shared.logging import get_logger
 from shared.pricing import PriceTable
 from shared.redis_keys import Keys
+from shared.tiers import DEFAULT_TIER, llm_targets
 from workers.rag.embedcache import CachedEmbedder
 from workers.rag.embeddings import Embedder, build_embedder
 from workers.rag.llm import LLMClient
@@ -57,10 +58,15 @@ class Runtime:
     answers: AnswerCache
     prices: PriceTable
     fallback: LLMClient | None  # the `fallback_model` budget policy's endpoint
+    tiers: dict[str, LLMClient] = field(default_factory=dict)  # RAGQ_LLM_TIERS; `llm` is default
     running: dict[str, asyncio.Task[object]] = field(default_factory=dict)
     leases: dict[str, str] = field(default_factory=dict)  # running job id → its lease set
     cancelled: set[str] = field(default_factory=set)
     status: dict[str, str] = field(default_factory=dict)
+
+    def llm_for(self, tier: str) -> LLMClient | None:
+        """The client of a key's tier: its own endpoints and model, else the default tier's."""
+        return self.tiers.get(tier, self.llm)
 
     async def renew_leases(self, job_ids: list[str]) -> None:
         """Keep the concurrency leases of these running jobs alive for one more lock TTL."""
@@ -91,6 +97,8 @@ class Runtime:
             await self.llm.aclose()
         if self.fallback is not None:
             await self.fallback.aclose()
+        for client in self.tiers.values():
+            await client.aclose()
         await self.embedder.aclose()
         await self.store.aclose()
         await self.redis.aclose()
@@ -126,6 +134,13 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
         answers=AnswerCache(redis, keys, ttl_s=settings.answer_cache_ttl_s),
         prices=PriceTable(settings),
         fallback=_fallback_client(settings, redis, keys),
+        tiers={
+            name: LLMClient(
+                settings, redis=redis, keys=keys, base_urls=list(t.base_urls), model=t.model
+            )
+            for name, t in llm_targets(settings).items()
+            if name != DEFAULT_TIER and t.base_urls
+        },
         executor=executor,
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
         queues=queues,
@@ -136,6 +151,7 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
         dim=embedder.dim,
         qdrant="local" if settings.embedded_qdrant else "server",
         llm="configured" if runtime.llm else "none",
+        tiers=sorted(runtime.tiers),
     )
     return runtime
 

@@ -14,10 +14,12 @@ from arq.connections import RedisSettings
 
 from shared.config import Settings, get_settings
 from shared.logging import configure_logging, get_logger
+from shared.metrics import JOBS_FINISHED, GaugeRefresher
 from shared.queue import json_dumps, json_loads
 from shared.redis_keys import QUEUES, Keys
 from workers.jobs import FUNCTIONS
 from workers.lifecycle import Runtime, beat, cancel_listener, heartbeat, open_runtime
+from workers.metrics import start_exporter
 from workers.runtime import RagqWorker
 
 log = get_logger("workers.main")
@@ -83,6 +85,8 @@ async def serve(
         )
         for q in queues
     ]
+    exporter = await start_exporter(settings, queues)
+    gauges = GaugeRefresher(rt.redis, rt.keys, queues).start()
     await beat(rt)
     background = [asyncio.create_task(heartbeat(rt)), asyncio.create_task(cancel_listener(rt))]
     runs = [asyncio.create_task(w.async_run()) for w in workers]
@@ -110,6 +114,10 @@ async def serve(
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        await gauges.aclose()
+        if exporter is not None:
+            exporter.close()
+            await exporter.wait_closed()
         for w in workers:
             await w.close()
         await rt.aclose()
@@ -129,11 +137,13 @@ async def _drain(workers: list[RagqWorker], grace_s: float) -> None:
 def _abandoned(rt: Runtime) -> Any:
     async def mark_failed(job_id: str) -> None:
         await rt.refund_unused(job_id)
-        await rt.jobs.finish(
+        job = await rt.jobs.finish(
             job_id,
             "failed",
             error={"type": "abandoned", "message": "the job could not be run (tries exhausted)"},
         )
+        if job is not None:  # an answer job (ingest jobs have no job record)
+            JOBS_FINISHED.labels(queue=job.request.priority, status="failed").inc()
 
     return mark_failed
 

@@ -7,10 +7,12 @@ import time
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
 from api.deps import ClientsDep
+from shared.metrics import multiprocess_dir
 
 router = APIRouter(tags=["operations"])
 
@@ -51,6 +53,11 @@ async def readyz(clients: ClientsDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics() -> PlainTextResponse:
-    """Prometheus metrics of this process."""
-    return PlainTextResponse(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def metrics() -> PlainTextResponse:  # sync: in multi-process mode it reads files
+    """Prometheus metrics of the API: of every API process under `ragq serve --workers N`."""
+    path = multiprocess_dir()
+    registry = REGISTRY
+    if path is not None:  # whichever process answers reports the sum over all of them
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=path)  # type: ignore[no-untyped-call]
+    return PlainTextResponse(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

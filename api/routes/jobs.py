@@ -28,7 +28,7 @@ from shared.errors import (
     Timeout,
 )
 from shared.jobstore import Admission, Submitted, new_job_id, to_public
-from shared.metrics import ADMISSION_REJECTIONS, CACHE_REQUESTS
+from shared.metrics import ADMISSION_REJECTIONS, CACHE_REQUESTS, JOBS_FINISHED, JOBS_SUBMITTED
 from shared.prompting import SYSTEM_PROMPT
 from shared.schemas.jobs import (
     TERMINAL_STATUSES,
@@ -38,6 +38,7 @@ from shared.schemas.jobs import (
     RagResponse,
     Usage,
 )
+from shared.tiers import llm_target
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 log = structlog.get_logger("api.jobs")
@@ -63,10 +64,11 @@ async def _submit(
     """Submit a job, honouring `Idempotency-Key`; returns the job and whether it is new."""
     settings = clients.settings
     tenant = key.tenant
-    if body.model is not None and body.model not in settings.allowed_models:
+    target = llm_target(settings, key.tier)
+    if not target.allows(body.model):
         raise InvalidInput(
-            f"model {body.model!r} is not served here; choose one of "
-            f"{sorted(settings.allowed_models)}",
+            f"model {body.model!r} is not served to this key's tier; choose one of "
+            f"{sorted(target.models)}",
             extra={"errors": [{"loc": ["body", "model"], "msg": "unknown model"}]},
         )
     job_id = new_job_id()
@@ -99,10 +101,13 @@ async def _admit(
 ) -> JobPublic:
     """Cache lookup, then admission and enqueue in one atomic step (docs/API.md, Errors)."""
     settings = clients.settings
-    digest = request_digest(body, settings) if cacheable(body, settings) else None
+    model = body.model or llm_target(settings, key.tier).model  # tiers never share answers
+    resolved = body.model_copy(update={"model": model})
+    digest = request_digest(resolved, settings) if cacheable(body, settings) else None
     for _ in range(2):  # a second pass only when an identical request just got cached
         job = await _admit_once(request, clients, key, body, job_id, digest)
         if job is not None:
+            JOBS_SUBMITTED.labels(queue=body.priority).inc()
             return job
     raise AssertionError("a cached answer vanished between two lookups")  # pragma: no cover
 
@@ -132,9 +137,10 @@ async def _admit_once(
         pointer_key=clients.keys.answer_pointer(tenant, corpus, digest) if digest else None,
         cached=hit is not None,
     )
-    if settings.budget_policy == "reject" and settings.llm_base_urls and hit is None:
+    target = llm_target(settings, key.tier)
+    if settings.budget_policy == "reject" and target.base_urls and hit is None:
         # reserve the worst case now, so concurrent submits cannot overshoot the budget
-        model = body.model or settings.llm_model
+        model = body.model or target.model
         prompt_chars = (
             len(SYSTEM_PROMPT) + len(body.question) + body.top_k * (settings.chunk_max_chars + 200)
         )
@@ -150,7 +156,11 @@ async def _admit_once(
         tenant=tenant,
         request=body,
         request_id=request.state.request_id,
-        payload_extra={"tenant_budget_usd": key.daily_budget_usd, "request_digest": digest},
+        payload_extra={
+            "tenant_budget_usd": key.daily_budget_usd,
+            "request_digest": digest,
+            "tier": key.tier,
+        },
         admission=admission,
     )
     if submitted.outcome == "cached_now":
@@ -167,6 +177,7 @@ async def _admit_once(
             "timings_ms": {"queue": 0, "retrieval": 0, "llm": 0, "total": 0},
         }
         job = await clients.jobs.complete_with(job_id, result) or job
+        JOBS_FINISHED.labels(queue=body.priority, status="completed").inc()
     elif submitted.outcome == "coalesced":
         CACHE_REQUESTS.labels(layer="coalesced", result="hit").inc()
     log.info("job.submitted", queue=body.priority, admitted=submitted.outcome)
@@ -216,19 +227,42 @@ async def submit_job(
     return _accepted(job)
 
 
-@router.get("/jobs/{job_id}", response_model=JobPublic)
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobPublic,
+    responses={304: {"description": "Not Modified: `If-None-Match` holds the ETag"}},
+)
 async def get_job(
     job_id: str,
     clients: ClientsDep,
     tenant: TenantDep,
     wait: Annotated[float, Query(ge=0, le=30)] = 0,
-) -> JobPublic:
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+) -> Response:
     """Read a job; `wait` holds the request until it is terminal or the seconds pass."""
     record = await _load(clients, tenant, job_id)
     if wait > 0 and record["status"] not in TERMINAL_STATUSES:
         await clients.jobs.wait_terminal(job_id, wait)
         record = await _load(clients, tenant, job_id)
-    return to_public(record)
+    response = JSONResponse(to_public(record).model_dump(mode="json"))
+    if record["status"] not in TERMINAL_STATUSES:
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    # a terminal job never changes until it expires: cacheable by the client and by the
+    # edge, which keys on the credential (docs/API.md, GET /v1/jobs/{id}; deploy/nginx/)
+    ttl = await clients.redis.ttl(clients.keys.job(job_id))  # seconds left; < 0: none
+    max_age = ttl if ttl > 0 else clients.settings.result_ttl_s
+    etag = f'"{hashlib.sha256(bytes(response.body)).hexdigest()[:32]}"'
+    headers = {
+        "Cache-Control": f"private, max-age={max_age}, immutable",
+        "ETag": etag,
+        "Vary": "Authorization, X-API-Key",
+    }
+    sent = {tag.strip().removeprefix("W/") for tag in (if_none_match or "").split(",")}
+    if etag in sent or "*" in sent:
+        return Response(status_code=304, headers=headers)
+    response.headers.update(headers)
+    return response
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
@@ -240,6 +274,8 @@ async def cancel_job(job_id: str, clients: ClientsDep, tenant: TenantDep) -> Job
         or await clients.jobs.cancel(job_id, record["queue"]) == 0
     ):
         raise Conflict(f"Job {job_id!r} has already finished.")
+    if record["status"] == "queued":  # no worker will ever see it end
+        JOBS_FINISHED.labels(queue=record["queue"], status="cancelled").inc()
     log.info("job.cancel_requested", job_id=job_id)
     return to_public(await _load(clients, tenant, job_id))
 

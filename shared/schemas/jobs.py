@@ -129,6 +129,7 @@ class AnswerJobPayload(WireModel):
     request: JobCreate
     tenant_budget_usd: float | None = None  # the submitting key's daily budget for its tenant
     request_digest: str | None = None  # set for cacheable (temperature 0) requests
+    tier: str = "default"  # the submitting key's tier: which LLM target answers (shared/tiers.py)
 
 
 def job_links(job_id: str) -> dict[str, Any]:

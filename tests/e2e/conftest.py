@@ -72,6 +72,7 @@ async def stack(tmp_path: Path, redis: Any) -> AsyncIterator[Stack]:
         "RAGQ_LOCK_TTL_S": "3",
         "RAGQ_WORKER_DRAIN_S": "0",
         "RAGQ_DEFAULT_RPM": "0",  # many requests per key; rate-limit tests give the key an rpm
+        "RAGQ_WORKER_METRICS_PORT": "0",  # several workers per test; observability sets one
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("RAGQ_LLM_BASE_URL", None)

@@ -17,10 +17,22 @@ from typing import Any
 import structlog
 
 from shared.answercache import prompt_digest
-from shared.budget import Reservation
+from shared.budget import Reservation, today
 from shared.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from shared.logging import get_logger
-from shared.metrics import CACHE_REQUESTS, DEGRADED_ANSWERS, LLM_COST
+from shared.metrics import (
+    BUDGET_SPEND,
+    CACHE_REQUESTS,
+    DEGRADED_ANSWERS,
+    JOB_STAGE_SECONDS,
+    JOBS_FINISHED,
+    JOBS_IN_PROGRESS,
+    LLM_CALLS,
+    LLM_COST,
+    LLM_LATENCY,
+    LLM_TOKENS,
+    LLM_TTFT,
+)
 from shared.schemas.jobs import TERMINAL_STATUSES, AnswerJobPayload, Citation, JobResult, Usage
 from workers.lifecycle import Runtime
 from workers.rag.extractive import extractive_answer
@@ -70,6 +82,9 @@ async def answer(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     task = asyncio.current_task()
     assert task is not None
     rt.running[job.job_id] = task
+    queue = job.request.priority
+    in_progress = JOBS_IN_PROGRESS.labels(queue=queue)
+    in_progress.inc()
     shutdown = False
     try:
         async with asyncio.timeout(rt.settings.job_timeout_s * 0.95):
@@ -79,19 +94,24 @@ async def answer(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
             shutdown = True
             raise  # shutdown: arq puts the job back for another try (with its reservation)
         log.info("job.cancelled")
-    except JobStopped:
+        JOBS_FINISHED.labels(queue=queue, status="cancelled").inc()
+    except JobStopped:  # its events refused us: it was cancelled (or expired) meanwhile
         log.info("job.stopped")
+        JOBS_FINISHED.labels(queue=queue, status="cancelled").inc()
     except TimeoutError:
         log.warning("job.timed_out", timeout_s=rt.settings.job_timeout_s)
-        await rt.jobs.finish(
+        if await rt.jobs.finish(
             job.job_id, "failed", error={"type": "timeout", "message": "the job ran too long"}
-        )
+        ):
+            JOBS_FINISHED.labels(queue=queue, status="failed").inc()
     except Exception as exc:
         log.exception("job.crashed")
-        await rt.jobs.finish(
+        if await rt.jobs.finish(
             job.job_id, "failed", error={"type": "internal", "message": type(exc).__name__}
-        )
+        ):
+            JOBS_FINISHED.labels(queue=queue, status="failed").inc()
     finally:
+        in_progress.dec()
         if not shutdown and rt.settings.budget_policy == "reject":  # submit-time reservations
             await rt.refund_unused(job.job_id)
         rt.running.pop(job.job_id, None)
@@ -143,6 +163,7 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     queue_ms = max(0, int((picked_up - created) * 1000))
     log.info("job.started", attempt=job_try, queue_ms=queue_ms)
     request = job.request
+    log.debug("job.question", question=request.question)  # user text: debug level only
     # read before retrieval: an answer cached under it was built from this corpus or older
     corpus = await rt.answers.corpus_version(job.tenant) if job.request_digest else "0"
     citations, streamed = (None, "") if job_try <= 1 else await _previous_attempt(rt, job.job_id)
@@ -185,7 +206,13 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
         },
     )
     await _share(rt, record, result)
-    await rt.jobs.finish(job.job_id, "completed", result=result.model_dump(mode="json"))
+    if await rt.jobs.finish(job.job_id, "completed", result=result.model_dump(mode="json")):
+        queue = request.priority
+        JOBS_FINISHED.labels(queue=queue, status="completed").inc()
+        for name, stage in _STAGES.items():
+            JOB_STAGE_SECONDS.labels(queue=queue, stage=stage).observe(
+                result.timings_ms[name] / 1000
+            )
     log.info(
         "job.completed",
         degraded=result.degraded,
@@ -207,9 +234,10 @@ async def _generate(
     """Stream the LLM's answer into the job, unless the cache, the budget or the breaker
     decide otherwise; the cost is reserved before the call and settled after it."""
     request = job.request
-    if rt.llm is None:
-        return Generation(None, degraded_reason="no_llm_configured")
-    model = request.model or rt.settings.llm_model
+    client = rt.llm_for(job.tier)  # the key's tier: its own endpoints, model and breakers
+    if client is None:
+        return _not_called(Generation(None, degraded_reason="no_llm_configured"))
+    model = request.model or client.default_model
     messages = build_messages(request.question, citations)
     prompt_key: str | None = None
     if job.request_digest is not None and rt.settings.answer_cache_ttl_s > 0:
@@ -227,10 +255,10 @@ async def _generate(
         CACHE_REQUESTS.labels(layer="answer", result="hit" if hit else "miss").inc()
         if hit is not None:
             await emitter.emit(hit["answer"])
-            return Generation(hit["model"], cached=True)
+            return _not_called(Generation(hit["model"], cached=True))
 
     prompt_chars = sum(len(m["content"]) for m in messages)
-    client, reservation = rt.llm, _reserved_at_submit(record, job.tenant)
+    reservation = _reserved_at_submit(record, job.tenant)
     job_key = rt.keys.job(job.job_id) if reservation is not None else None
     if reservation is None:
         got = await rt.budgets.reserve(
@@ -247,12 +275,15 @@ async def _generate(
             )
         if isinstance(got, str):
             log.warning("budget.degraded", scope=got)
-            return Generation(None, degraded_reason="budget_exhausted")
+            return _not_called(Generation(None, degraded_reason="budget_exhausted"), model)
         reservation = got
 
     completion = Completion(model=model)
     gen = Generation(model)
     produced = len(emitter.text)
+    # the endpoint's side of it: a call we stop (cancel) or whose text we fail to store is "ok"
+    status: str | None = "ok"
+    called = time.perf_counter()
     try:
         async for delta in client.stream(
             messages,
@@ -264,13 +295,17 @@ async def _generate(
             await emitter.emit(delta)
     except UpstreamError as exc:
         gen = Generation(None, degraded_reason=_degraded_reason(exc))
+        status = _call_status(exc)
         log.warning("llm.failed", reason=gen.degraded_reason, error=exc.detail)
     finally:
         gen.usage = completion.usage
         gen.cost_usd = _cost(rt, model, completion.usage, prompt_chars, emitter, produced)
+        _called(model, status, completion, time.perf_counter() - called, gen)
         # settled even when the job is cancelled mid-stream: what was generated is paid for
-        await asyncio.shield(rt.budgets.settle(reservation, gen.cost_usd, job_key=job_key))
+        spent = await asyncio.shield(rt.budgets.settle(reservation, gen.cost_usd, job_key=job_key))
         LLM_COST.labels(model=model).inc(gen.cost_usd)
+        if reservation.day == today():
+            BUDGET_SPEND.labels(scope="service").set(spent)
     if gen.degraded_reason is None and prompt_key is not None and job.request_digest:
         answer = {
             "answer": emitter.text,
@@ -323,9 +358,68 @@ async def _share(rt: Runtime, record: dict[str, str], result: JobResult) -> None
     ).model_dump(mode="json")
     followers = await rt.jobs.seal(record["inflight"], record["id"])
     for follower in followers:
-        await rt.jobs.complete_with(follower, shared)
+        done = await rt.jobs.complete_with(follower, shared)
+        if done is not None:
+            JOBS_FINISHED.labels(queue=done.request.priority, status="completed").inc()
     if followers:
         log.info("job.shared", followers=len(followers))
+
+
+_STAGES = {"queue": "queue_wait", "retrieval": "retrieval", "llm": "llm", "total": "total"}
+
+
+def _called(
+    model: str, status: str | None, completion: Completion, latency_s: float, gen: Generation
+) -> None:
+    """Metrics and the `llm.call` line of a call that was made (`status` None: the breaker
+    refused it before any network call, so it counts as no call)."""
+    if status is None:
+        _log_call(model, "not_called", gen)
+        return
+    ttft_s = completion.first_token_s
+    LLM_CALLS.labels(model=model, status=status).inc()
+    LLM_LATENCY.labels(model=model).observe(latency_s)
+    if ttft_s is not None:
+        LLM_TTFT.labels(model=model).observe(ttft_s)
+    LLM_TOKENS.labels(model=model, direction="prompt").inc(gen.usage.prompt_tokens)
+    LLM_TOKENS.labels(model=model, direction="completion").inc(gen.usage.completion_tokens)
+    _log_call(model, status, gen, latency_s, ttft_s)
+
+
+def _not_called(gen: Generation, model: str | None = None) -> Generation:
+    """Log the `llm.call` line of an answer that needed no call (cached, or degraded
+    before calling; `model` the one it would have called) and return it."""
+    _log_call(model or gen.model, "not_called", gen)
+    return gen
+
+
+def _log_call(
+    model: str | None,
+    status: str,
+    gen: Generation,
+    latency_s: float = 0.0,
+    ttft_s: float | None = None,
+) -> None:
+    log.info(
+        "llm.call",
+        model=model,
+        status=status,
+        prompt_tokens=gen.usage.prompt_tokens,
+        completion_tokens=gen.usage.completion_tokens,
+        latency_ms=round(latency_s * 1000, 1),
+        ttft_ms=None if ttft_s is None else round(ttft_s * 1000, 1),
+        cost_usd=gen.cost_usd,
+        cached=gen.cached,
+        degraded=gen.degraded_reason is not None,
+        degraded_reason=gen.degraded_reason,
+    )
+
+
+def _call_status(exc: UpstreamError) -> str | None:
+    """The `ragq_llm_calls_total` status of a failed call; None when no call was made."""
+    if isinstance(exc, CircuitOpen):
+        return None
+    return "timeout" if isinstance(exc, UpstreamTimeout) else "error"
 
 
 def _degraded_reason(exc: UpstreamError) -> str:
