@@ -41,6 +41,10 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# nginx, for the edge config's tests (`nginx -t`, a real edge): they skip without it. As root
+# only; RUNLEVEL=1 keeps the package from starting a system nginx on port 80.
+if ! command -v nginx >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then say "installing nginx"; { apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; } || say "nginx install failed: its tests will skip"; fi
+
 # 2. Redis.
 url=${RAGQ_REDIS_URL:-redis://127.0.0.1:6379/0}
 hostport=${url#redis://}; hostport=${hostport#*@}; hostport=${hostport%%/*}
