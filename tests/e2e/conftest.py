@@ -51,6 +51,15 @@ class Stack(GateStack):
         """Start a worker process (both queues)."""
         await self.spawn(name, "worker")
 
+    async def index(self, key: str, document: dict[str, Any]) -> None:
+        """Post a document through the API and return once it is indexed. Indexing happens
+        in the worker process: there is no event to await across it, so this polls."""
+        async with httpx.AsyncClient(base_url=self.url, headers=auth(key), timeout=60) as client:
+            assert (await client.post("/v1/documents", json=document)).status_code == 202
+            url = f"/v1/documents/{document['id']}"
+            while (await client.get(url)).json()["status"] != "indexed":
+                await asyncio.sleep(0.05)
+
     async def llm_stats(self, **wait: Any) -> dict[str, Any]:
         """The test LLM's counters; `wait=COUNTER, min=N` first waits for that bound."""
         async with httpx.AsyncClient(timeout=60) as client:

@@ -80,10 +80,8 @@ async def _one_job(stack: Stack) -> tuple[str, dict[str, Any], str]:
     await stack.start_worker()
     await stack.start_api()
     key = await stack.create_key("acme")
+    await stack.index(key, DOC)
     async with httpx.AsyncClient(base_url=stack.url, headers=auth(key), timeout=60) as client:
-        assert (await client.post("/v1/documents", json=DOC)).status_code == 202
-        while (await client.get(f"/v1/documents/{DOC['id']}")).json()["status"] != "indexed":
-            await asyncio.sleep(0.05)
         submitted = await client.post(
             "/v1/jobs", json={"question": QUESTION}, headers={"X-Request-ID": REQUEST_ID}
         )

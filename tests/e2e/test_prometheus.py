@@ -97,11 +97,7 @@ async def _running_stack(stack: Stack, worker_metrics_port: int) -> str:
     await stack.start_worker()
     await stack.start_api()
     key = await stack.create_key("acme")
-    async with httpx.AsyncClient(base_url=stack.url, headers=auth(key), timeout=60) as setup:
-        assert (await setup.post("/v1/documents", json=DOC)).status_code == 202
-        # indexing happens in the worker process: no event to await across it, so poll
-        while (await setup.get(f"/v1/documents/{DOC['id']}")).json()["status"] != "indexed":
-            await asyncio.sleep(0.05)
+    await stack.index(key, DOC)
     return key
 
 

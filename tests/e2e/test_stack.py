@@ -36,10 +36,7 @@ async def _running_stack(stack: Stack, *llm_flags: str) -> tuple[httpx.AsyncClie
     await stack.start_worker()
     await stack.start_api()
     key = await stack.create_key("acme")
-    async with httpx.AsyncClient(base_url=stack.url, headers=auth(key), timeout=60) as setup:
-        assert (await setup.post("/v1/documents", json=DOC)).status_code == 202
-        while (await setup.get(f"/v1/documents/{DOC['id']}")).json()["status"] != "indexed":
-            await asyncio.sleep(0.05)
+    await stack.index(key, DOC)
     return httpx.AsyncClient(base_url=stack.url, headers=auth(key), timeout=60), key
 
 
