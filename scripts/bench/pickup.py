@@ -230,6 +230,11 @@ def bench_env(overrides: dict[str, str], *, qdrant_path: Path, llm_url: str) -> 
             "RAGQ_QDRANT_PATH": str(qdrant_path),
             "RAGQ_LLM_BASE_URL": llm_url,
             "RAGQ_LOG_LEVEL": "warning",
+            "RAGQ_DEFAULT_RPM": "0",  # one key sends the whole load; rate limits not measured
+            "RAGQ_WORKER_METRICS_PORT": "0",
+            # repeated questions would be answered from the answer cache at submit; the
+            # pickup and overhead figures are about jobs that run
+            "RAGQ_ANSWER_CACHE_TTL_S": "0",
             "PYTHONUNBUFFERED": "1",
         }
     )
