@@ -1201,26 +1201,36 @@ async def run(args: argparse.Namespace, stack_box: list[Stack]) -> int:
         )
         section = report.markdown()
         print(section)
-        failures = bench.results.failures
-        if failures:
-            log(f"{len(failures)} failure(s); {args.out} left unchanged:")
-            for f in failures[:20]:
-                log(f"  {f.phase} #{f.index}: {f.detail}")
-            log(f"logs kept in {workdir}")
-            return 1
-        write_section(Path(args.out), section, args.section)
-        log(f"wrote the section to {args.out}")
-        ok = True
-        return 0
+        failures = [f"{f.phase} #{f.index}: {f.detail}" for f in bench.results.failures]
+        rc = publish(section, failures, args)
+        ok = rc == 0
+        return rc
     finally:
-        await stack.stop()
-        with contextlib.suppress(Exception):
-            await redis.flushdb()
-        await redis.aclose()
-        if ok and not args.keep_logs:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            log(f"logs and data in {workdir}")
+        await tear_down(stack, redis, workdir, keep=not ok or args.keep_logs)
+
+
+def publish(section: str, failures: list[str], args: argparse.Namespace) -> int:
+    """Write the report section, unless the run had failures: then list them (exit 1)."""
+    if failures:
+        log(f"{len(failures)} failure(s); {args.out} left unchanged:")
+        for failure in failures[:20]:
+            log(f"  {failure}")
+        return 1
+    write_section(Path(args.out), section, args.section)
+    log(f"wrote the section to {args.out}")
+    return 0
+
+
+async def tear_down(stack: Stack, redis: Redis, workdir: Path, *, keep: bool) -> None:
+    """Stop the stack, empty and close the benchmark's Redis DB, remove or keep the logs."""
+    await stack.stop()
+    with contextlib.suppress(Exception):
+        await redis.flushdb()
+    await redis.aclose()
+    if keep:
+        log(f"logs and data in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def add_report_arguments(parser: argparse.ArgumentParser, section: str, title: str) -> None:

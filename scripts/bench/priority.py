@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shlex
-import shutil
 import sys
 import tempfile
 import time
@@ -661,25 +659,12 @@ async def run(args: argparse.Namespace, stack_box: list[pickup.Stack]) -> int:
         for line in report.table():
             print(line)
         section = report.markdown()
-        failures = [f for phase in phases.values() for f in phase.failures]
-        if failures:
-            log(f"{len(failures)} failure(s); {args.out} left unchanged:")
-            for f in failures[:20]:
-                log(f"  {f}")
-            return 1
-        pickup.write_section(Path(args.out), section, args.section)
-        log(f"wrote the section to {args.out}")
-        ok = True
-        return 0
+        failures = [str(f) for phase in phases.values() for f in phase.failures]
+        rc = pickup.publish(section, failures, args)
+        ok = rc == 0
+        return rc
     finally:
-        await stack.stop()
-        with contextlib.suppress(Exception):
-            await redis.flushdb()
-        await redis.aclose()
-        if ok and not args.keep_logs:
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:
-            log(f"logs and data in {workdir}")
+        await pickup.tear_down(stack, redis, workdir, keep=not ok or args.keep_logs)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
