@@ -200,6 +200,8 @@ async def _refused(
             "This key has as many unfinished jobs as it may; retry when one ends.",
             retry_after=submitted.retry_after,
         )
+    if submitted.outcome != "budget":  # "exists": a 128-bit random id was already taken
+        raise RuntimeError(f"unexpected submit outcome {submitted.outcome!r}")
     ADMISSION_REJECTIONS.labels(reason="budget").inc()
     await clients.budgets.exhausted(today(), submitted.scope, tenant)
     whose = "the service's" if submitted.scope == "service" else "this tenant's"

@@ -781,9 +781,13 @@ def git_commit() -> str:
     return done.stdout.strip() or "unknown"
 
 
-def effective_settings(env: dict[str, str]) -> dict[str, str]:
-    """The worker-related settings the children run with (read through ragq's own Settings)."""
-    names = ("worker_poll_s", "worker_max_jobs", "heartbeat_s", "lock_ttl_s", "llm_timeout_s")
+PICKUP_SETTINGS = ("worker_poll_s", "worker_max_jobs", "heartbeat_s", "lock_ttl_s", "llm_timeout_s")
+
+
+def effective_settings(
+    env: dict[str, str], names: Sequence[str] = PICKUP_SETTINGS
+) -> dict[str, str]:
+    """The settings the children run with, read through ragq's own Settings."""
     try:
         from shared.config import Settings  # ragq is installed in the venv
 

@@ -555,21 +555,6 @@ class Report:
         return int(self.args.clients or self.settings.get("RAGQ_WORKER_MAX_JOBS", "32"))
 
 
-def effective_settings(env: dict[str, str]) -> dict[str, str]:
-    """The settings the children run with (read through ragq's own Settings)."""
-    from shared.config import Settings  # ragq is installed in the venv
-
-    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("RAGQ_")}
-    try:
-        os.environ.update({k: v for k, v in env.items() if k.startswith("RAGQ_")})
-        settings = Settings()
-    finally:
-        for k in [k for k in os.environ if k.startswith("RAGQ_")]:
-            del os.environ[k]
-        os.environ.update(saved)
-    return {f"RAGQ_{n.upper()}": str(getattr(settings, n)) for n in REPORTED_SETTINGS}
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -593,7 +578,7 @@ async def run(args: argparse.Namespace, stack_box: list[pickup.Stack]) -> int:
         await redis.flushdb()
         redis_version = str((await redis.info("server"))["redis_version"])
         api_url, llm_url = await pickup.start_stack(stack, overrides, workdir)
-        settings = effective_settings(stack.env)
+        settings = pickup.effective_settings(stack.env, REPORTED_SETTINGS)
         clients = args.clients or int(settings["RAGQ_WORKER_MAX_JOBS"])
         if args.flood + 2 * clients > int(settings["RAGQ_MAX_QUEUE_DEPTH"]):
             raise StackError("--flood is above the admission limit: raise RAGQ_MAX_QUEUE_DEPTH")

@@ -18,6 +18,7 @@ import pytest
 
 from scripts.eval_gate import free_port
 from tests.e2e.conftest import Stack, auth
+from tests.e2e.test_stack import DOC
 from tests.unit.test_deploy_observability import contract_metrics
 
 PROMETHEUS_BIN = shutil.which("prometheus")
@@ -37,16 +38,6 @@ SERIES_TIMEOUT_S = 30.0  # seconds for the scrapes and rule evaluations to show 
 POLL_S = 0.25  # seconds between two queries while waiting for a scrape
 STOP_TIMEOUT_S = 10.0
 TARGET_LABELS = {"__name__", "job", "instance"}
-
-DOC = {
-    "id": "key-rotation",
-    "title": "Rotating signing keys",
-    "text": (
-        "# Rotating signing keys\n\n"
-        "Rotate a signing key with vault keys rotate and keep both keys valid during the "
-        "overlap window, which defaults to seventy two hours for every service.\n"
-    ),
-}
 
 # (query, what it proves) for one completed job: each must return at least one series
 # whose value is > 0. `job` tells which target exported it.
