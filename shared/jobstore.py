@@ -13,7 +13,9 @@ import asyncio
 import json
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -157,24 +159,38 @@ return {'ok', seq}
 """
 )
 
-# KEYS: job, events, done. ARGV: ttl_ms, maxlen, event name, data, then fields to set.
-# Returns the new sequence number; 0 when the job is already terminal; -1 when it is gone.
+# KEYS: job, events, done, usage. ARGV: 1 ttl_ms, 2 maxlen, 3 usage ttl s, 4 number of
+# events n, then n name/data pairs, then the number of usage counters m, m counter/increment
+# pairs, then record fields to set. Appends the events unless the job is terminal. When the
+# last one is terminal (job.completed, job.failed) the job is marked done and the tenant's
+# usage counters move in the same step, so a crash can neither leave a finished job
+# uncounted nor split a completion's events (answer.completed, job.completed) in two.
+# Returns the last new sequence number; 0 when the job is already terminal; -1 when gone.
 _APPEND = (
     _APPEND_FN
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if is_terminal(status) then return 0 end
-if #ARGV > 4 then
+local n = tonumber(ARGV[4])
+local at = 5 + 2 * n
+local m = tonumber(ARGV[at])
+local first_field = at + 1 + 2 * m
+if #ARGV >= first_field then
   local fields = {}
-  for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+  for i = first_field, #ARGV do fields[#fields + 1] = ARGV[i] end
   redis.call('HSET', KEYS[1], unpack(fields))
 end
-local seq = append(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[2])
+local seq = 0
+for i = 0, n - 1 do seq = append(KEYS[1], KEYS[2], ARGV[5 + 2 * i], ARGV[6 + 2 * i], ARGV[2]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
-if ARGV[3] == 'job.completed' or ARGV[3] == 'job.failed' then
-  mark_done(KEYS[3], string.sub(ARGV[3], 5), ARGV[1], KEYS[1])
+local last = ARGV[3 + 2 * n]
+if last == 'job.completed' or last == 'job.failed' then
+  mark_done(KEYS[3], string.sub(last, 5), ARGV[1], KEYS[1])
+  redis.call('HDEL', KEYS[1], 'pending_result')
+  for i = 0, m - 1 do redis.call('HINCRBY', KEYS[4], ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i]) end
+  if m > 0 then redis.call('EXPIRE', KEYS[4], ARGV[3]) end
 end
 return seq
 """
@@ -227,28 +243,12 @@ return seq
 """
 )
 
-# KEYS: job, events, done. ARGV: ttl_ms, maxlen, number of events, name/data pairs, then
-# record fields. Appends several events and makes the job terminal with the last one
-# (a cached or coalesced answer arrives whole). 0 if the job is already terminal.
-_COMPLETE = (
+# KEYS: job. ARGV: field/value pairs, set unless the job is gone or terminal.
+_NOTE = (
     _APPEND_FN
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return -1 end
-if is_terminal(status) then return 0 end
-local n = tonumber(ARGV[3])
-local first_field = 4 + 2 * n
-if #ARGV >= first_field then
-  local fields = {}
-  for i = first_field, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[1], unpack(fields))
-end
-local seq = 0
-for i = 0, n - 1 do seq = append(KEYS[1], KEYS[2], ARGV[4 + 2 * i], ARGV[5 + 2 * i], ARGV[2]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[1])
-mark_done(KEYS[3], 'completed', ARGV[1], KEYS[1])
-return seq
+if status and not is_terminal(status) then redis.call('HSET', KEYS[1], unpack(ARGV)) end
 """
 )
 
@@ -342,8 +342,8 @@ class JobStore:
         self._submit = redis.register_script(_SUBMIT)
         self._cancel = redis.register_script(_CANCEL)
         self._append = redis.register_script(_APPEND)
-        self._complete = redis.register_script(_COMPLETE)
         self._seal = redis.register_script(_SEAL)
+        self._note = redis.register_script(_NOTE)
         self._renew_leases = redis.register_script(_RENEW_LEASES)
 
     async def submit(
@@ -426,15 +426,33 @@ class JobStore:
         raw = cast(dict[str, str], await self._redis.hgetall(self._keys.job(job_id)))  # type: ignore[misc]
         return raw or None
 
-    async def append(self, job_id: str, name: str, data: dict[str, Any], **fields: str) -> int:
-        """Append a non-terminal event (optionally setting record fields in the same step).
+    async def append(
+        self,
+        job_id: str,
+        name: str,
+        data: dict[str, Any],
+        *,
+        before: Sequence[tuple[str, dict[str, Any]]] = (),
+        usage: tuple[str, dict[str, int]] | None = None,
+        **fields: str,
+    ) -> int:
+        """Append an event, after the events `before`, setting record `fields`, all in one
+        step. When the event is terminal, `usage` (the tenant's usage key and increments)
+        is counted in that same step.
 
         Returns its sequence number, 0 if the job is already terminal, -1 if it is gone.
         """
-        args: list[Any] = [self._ttl_ms, self._max_len, name, _dumps(data)]
+        events = [*before, (name, data)]
+        usage_key, counts = usage or (self._keys.job(job_id), {})
+        args: list[Any] = [self._ttl_ms, self._max_len, SPEND_TTL_S, len(events)]
+        for event_name, event_data in events:
+            args += [event_name, _dumps(event_data)]
+        args.append(len(counts))
+        for counter, increment in counts.items():
+            args += [counter, increment]
         for key, value in fields.items():
             args += [key, value]
-        keys = [*self._job_keys(job_id), self._keys.job_done(job_id)]
+        keys = [*self._job_keys(job_id), self._keys.job_done(job_id), usage_key]
         return int(await self._append(keys=keys, args=args))
 
     async def start(self, job_id: str) -> int:
@@ -447,6 +465,10 @@ class JobStore:
             started_at=rfc3339(utcnow()),
         )
 
+    async def note(self, job_id: str, **fields: str) -> None:
+        """Set record fields of a job that is not terminal (no event)."""
+        await self._note(keys=[self._keys.job(job_id)], args=[*chain(*fields.items())])
+
     async def finish(
         self,
         job_id: str,
@@ -454,8 +476,10 @@ class JobStore:
         *,
         result: dict[str, Any] | None = None,
         error: dict[str, str] | None = None,
+        before: Sequence[tuple[str, dict[str, Any]]] = (),
     ) -> JobPublic | None:
-        """Make the job terminal with its terminal event; None if it already was (or is gone)."""
+        """Make the job terminal with its terminal event, after the events `before`, in one
+        step that also counts it in the tenant's usage; None if it already was (or is gone)."""
         if status not in TERMINAL_STATUSES:
             raise ValueError(f"not a terminal status: {status}")
         record = await self.get(job_id)
@@ -466,59 +490,37 @@ class JobStore:
             # leader ends, so a crash in between leaves the leader to be re-run
             for follower in await self.seal(record["inflight"], job_id):
                 await self.finish(follower, "failed", error=error)
-        record = {**record, "status": status, "completed_at": rfc3339(utcnow())}
-        fields: dict[str, str] = {"status": status, "completed_at": record["completed_at"]}
+        now = rfc3339(utcnow())
+        fields: dict[str, str] = {"status": status, "completed_at": now}
+        if status == "completed":
+            fields["started_at"] = record.get("started_at") or now
         if result is not None:
-            record["result"] = fields["result"] = _dumps(result)
+            fields["result"] = _dumps(result)
         if error is not None:
-            record["error"] = fields["error"] = _dumps(error)
-        job = to_public(record)
+            fields["error"] = _dumps(error)
+        job = to_public({**record, **fields})
         if status == "completed":
             event: dict[str, Any] = job.model_dump(mode="json")
         elif status == "failed":
             event = {"job_id": job_id, "error": error}
         else:
             event = {"job_id": job_id}
-        seq = await self.append(job_id, f"job.{status}", event, **fields)
-        if seq <= 0:
-            return None
-        await self._count(record["tenant"], job)
-        return job
+        usage = (self._keys.usage(today(), record["tenant"]), _usage_counts(job))
+        seq = await self.append(
+            job_id, f"job.{status}", event, before=before, usage=usage, **fields
+        )
+        return job if seq > 0 else None
 
-    async def complete_with(
-        self, job_id: str, result: dict[str, Any], *, retrieval: bool = True
-    ) -> JobPublic | None:
+    async def complete_with(self, job_id: str, result: dict[str, Any]) -> JobPublic | None:
         """Complete a job whose answer is already known (cache hit, coalesced): its events
         arrive at once — citations, the whole answer as one delta, the completed job."""
-        record = await self.get(job_id)
-        if record is None or record["status"] in TERMINAL_STATUSES:
-            return None
-        now = rfc3339(utcnow())
-        record = {
-            **record,
-            "status": "completed",
-            "started_at": record.get("started_at") or now,
-            "completed_at": now,
-            "result": _dumps(result),
-        }
-        job = to_public(record)
-        events: list[tuple[str, dict[str, Any]]] = []
-        if retrieval:
-            events.append(("retrieval.completed", {"citations": result["citations"]}))
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("retrieval.completed", {"citations": result["citations"]})
+        ]
         if result["answer"]:
             events.append(("answer.delta", {"delta": result["answer"]}))
         events.append(("answer.completed", {"answer": result["answer"]}))
-        events.append(("job.completed", job.model_dump(mode="json")))
-        args: list[Any] = [self._ttl_ms, self._max_len, len(events)]
-        for name, data in events:
-            args += [name, _dumps(data)]
-        for field_name in ("status", "started_at", "completed_at", "result"):
-            args += [field_name, record[field_name]]
-        keys = [*self._job_keys(job_id), self._keys.job_done(job_id)]
-        if int(await self._complete(keys=keys, args=args)) <= 0:
-            return None
-        await self._count(record["tenant"], job)
-        return job
+        return await self.finish(job_id, "completed", result=result, before=events)
 
     async def renew_leases(self, leases: dict[str, str], ttl_ms: int) -> None:
         """Push back the expiry of running jobs' concurrency leases (job id → lease set).
@@ -532,18 +534,6 @@ class JobStore:
         """Stop new requests attaching to `leader`; the ones attached so far."""
         members = await self._seal(keys=[inflight_key, self._keys.followers(leader)], args=[leader])
         return sorted(str(m) for m in members)
-
-    async def _count(self, tenant: str, job: JobPublic) -> None:
-        """Today's usage counters of the tenant (statistics: not part of the atomic step)."""
-        key = self._keys.usage(today(), tenant)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(key, job.status, 1)
-            if job.result is not None:
-                pipe.hincrby(key, "prompt_tokens", job.result.usage.prompt_tokens)
-                pipe.hincrby(key, "completion_tokens", job.result.usage.completion_tokens)
-                pipe.hincrby(key, "cache_hits", int(job.result.cached))
-            pipe.expire(key, SPEND_TTL_S)
-            await pipe.execute()
 
     async def cancel(self, job_id: str, queue: str) -> int:
         """Cancel a queued or running job: >0 done, 0 already terminal, -1 unknown."""
@@ -589,6 +579,16 @@ class JobStore:
 
     def _job_keys(self, job_id: str) -> list[str]:
         return [self._keys.job(job_id), self._keys.job_events(job_id)]
+
+
+def _usage_counts(job: JobPublic) -> dict[str, int]:
+    """What a finished job adds to its tenant's usage counters of the day."""
+    counts: dict[str, int] = {job.status: 1}
+    if job.result is not None:
+        counts["prompt_tokens"] = job.result.usage.prompt_tokens
+        counts["completion_tokens"] = job.result.usage.completion_tokens
+        counts["cache_hits"] = int(job.result.cached)
+    return counts
 
 
 def to_public(record: dict[str, str]) -> JobPublic:

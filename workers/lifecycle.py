@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,7 @@ class Runtime:
     keys: Keys
     redis: Redis
     redis_blocking: Redis
+    beat_redis: Redis  # one connection, whose life is the process's (see `beat`)
     jobs: JobStore
     documents: DocumentStore
     store: ChunkStore
@@ -103,12 +105,14 @@ class Runtime:
         await self.store.aclose()
         await self.redis.aclose()
         await self.redis_blocking.aclose()
+        await self.beat_redis.aclose()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
     """Open the process's clients (Redis, embedder, vector store, LLM)."""
     keys = Keys(settings.key_prefix)
+    worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
     redis = make_redis(settings)
     redis_blocking = make_redis(settings, blocking=True)
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ragq-cpu")
@@ -122,6 +126,7 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
         keys=keys,
         redis=redis,
         redis_blocking=redis_blocking,
+        beat_redis=make_redis(settings, max_connections=1, client_name=f"ragq-worker:{worker_id}"),
         jobs=JobStore(
             redis, keys, ttl_s=settings.result_ttl_s, events_max_len=settings.events_max_len
         ),
@@ -142,7 +147,7 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
             if name != DEFAULT_TIER and t.base_urls
         },
         executor=executor,
-        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        worker_id=worker_id,
         queues=queues,
     )
     log.info(
@@ -168,31 +173,47 @@ def _fallback_client(settings: Settings, redis: Redis, keys: Keys) -> LLMClient 
     )
 
 
-async def beat(rt: Runtime) -> None:
-    """Tell readiness checks that this worker lives, and how its dependencies look."""
+async def beat(rt: Runtime) -> bool:
+    """Tell readiness checks that this worker lives, and how its dependencies look; False
+    when Redis could not be told.
+
+    The beat names the Redis connection it was written on (`client_id`; one connection
+    kept for the purpose, named `client_name`): when the process dies, Redis
+    drops that connection at once, and readiness stops counting the worker then, not when
+    its last beat grows old.
+    """
     rt.status["qdrant"] = "ok" if await rt.store.ping() else "error"
-    if rt.llm is None:
-        rt.status["llm"] = "not_configured"
-    else:
+    try:
+        if rt.llm is None:
+            rt.status["llm"] = "not_configured"
         # every breaker open: the answers already degrade, and pinging would not change that
-        if await rt.llm.state() == "degraded":
+        elif await rt.llm.state() == "degraded":
             rt.status["llm"] = "degraded"
         else:
             rt.status["llm"] = "ok" if await rt.llm.ping() else "degraded"
-    beat = {"ts": time.time(), "queues": list(rt.queues), "running": len(rt.running)}
-    try:
-        await rt.redis.hset(  # type: ignore[misc]
+        beat = {
+            "ts": time.time(),
+            "queues": list(rt.queues),
+            "running": len(rt.running),
+            "client_id": await rt.beat_redis.client_id(),
+            "client_name": f"ragq-worker:{rt.worker_id}",
+        }
+        await rt.beat_redis.hset(  # type: ignore[misc]
             rt.keys.workers, rt.worker_id, json.dumps({**beat, **rt.status})
         )
     except RedisError as exc:
         log.warning("worker.heartbeat_failed", error=str(exc))
+        return False
+    return True
 
 
 async def heartbeat(rt: Runtime) -> None:
-    """Beat every `heartbeat_s` seconds."""
+    """Beat every `heartbeat_s` seconds; after a failed beat, again soon (readiness counts
+    this worker again as soon as Redis is back)."""
+    ok = True
     while True:
-        await asyncio.sleep(rt.settings.heartbeat_s)
-        await beat(rt)
+        await asyncio.sleep(rt.settings.heartbeat_s if ok else min(rt.settings.heartbeat_s, 0.5))
+        ok = await beat(rt)
 
 
 async def cancel_listener(rt: Runtime) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from typing import Any, ClassVar
 
 from arq.connections import RedisSettings
@@ -43,6 +44,8 @@ class WorkerSettings:
             "functions": cls.functions,
             "queue_name": keys.queue(queue),
             "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+            "redis_url": settings.redis_url,
+            "redis_timeout_s": settings.redis_timeout_s,
             "job_serializer": cls.job_serializer,
             "job_deserializer": cls.job_deserializer,
             "keep_result": cls.keep_result,
@@ -93,6 +96,7 @@ async def serve(
     log.info("worker.started", queues=list(queues), max_jobs=settings.worker_max_jobs)
     if started is not None:
         started.set()
+    crash: BaseException | None = None
     try:
         if stop is None:
             await asyncio.gather(*runs)
@@ -100,6 +104,7 @@ async def serve(
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait([stopper, *runs], return_when=asyncio.FIRST_COMPLETED)
             stopper.cancel()
+            crash = None if burst else _crash(workers, runs, stop)
             await _drain(workers, settings.worker_drain_s)
     finally:
         for w in workers:
@@ -121,7 +126,34 @@ async def serve(
         for w in workers:
             await w.close()
         await rt.aclose()
-        log.info("worker.stopped")
+        log.info("worker.stopped", crashed=crash is not None)
+    if crash is not None:
+        raise WorkerCrashed("a queue loop ended without being asked to") from crash
+
+
+class WorkerCrashed(Exception):
+    """A queue loop ended by itself (an error other than Redis being away): the process
+    exits non-zero so that its supervisor restarts it."""
+
+
+def _crash(
+    workers: list[RagqWorker], runs: list[asyncio.Task[None]], stop: asyncio.Event
+) -> BaseException | None:
+    """The error of a queue loop that ended although nobody asked it to, logged; or None."""
+    if stop.is_set():
+        return None
+    for worker, task in zip(workers, runs, strict=True):
+        if task.done():
+            error = task.exception() if not task.cancelled() else asyncio.CancelledError()
+            crash = error or RuntimeError("the queue loop returned")
+            log.error(
+                "worker.crashed",
+                queue=worker.queue_name,
+                error=f"{type(crash).__name__}: {crash}",
+                exc_info=error,
+            )
+            return crash
+    return None
 
 
 async def _drain(workers: list[RagqWorker], grace_s: float) -> None:
@@ -161,4 +193,7 @@ def run(queue: str | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, queues, stop=stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except WorkerCrashed:
+        sys.exit(1)  # worker.crashed said why

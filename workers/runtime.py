@@ -6,20 +6,27 @@
   deferred jobs and lost tokens. A finishing job wakes a full worker at once.
 * Crashes: the in-progress lock gets a short TTL that is renewed while the job runs,
   so a SIGKILLed worker's job is re-run after about one TTL, never while it is alive.
+* Redis outages: arq's loop ends at the first Redis error, and its slot accounting leaks
+  a slot when Redis fails while a job starts. This loop backs off and goes on; a job
+  interrupted by the outage stays queued and runs again when Redis is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
-from arq.worker import Worker
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from arq.utils import timestamp_ms
+from arq.worker import Retry, Worker
+from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import RedisError, ResponseError, WatchError
 
+from shared.clients import REDIS_UNAVAILABLE
 from shared.logging import get_logger
 
 log = get_logger("workers.runtime")
@@ -38,12 +45,51 @@ redis.call('EXPIRE', key, ARGV[2])
 """.replace("BUCKET", str(DRAIN_BUCKET_S))
 
 
+OUTAGE_BACKOFF_S = (0.1, 5.0)  # first and longest wait between tries while Redis is away
+RERUN_DEFER_MAX_S = 5  # the longest a job interrupted by a Redis outage waits to run again
+
+
+def interrupted(exc: BaseException, job_try: int) -> Retry:
+    """What a job raises when Redis went away under it: not a failure. arq puts it back
+    (or, if Redis is still away, leaves it queued with its lock lapsing) and it runs again,
+    a little later with each try."""
+    log.warning("job.interrupted", reason="redis_unavailable", error=str(exc))
+    return Retry(defer=min(job_try, RERUN_DEFER_MAX_S))
+
+
+class _Outage:
+    """Backoff (full jitter, doubling) while Redis is away, with one log line when it goes
+    and one when it is back, not one per try."""
+
+    def __init__(self, queue: str) -> None:
+        self._queue = queue
+        self._tries = 0
+        self._since = 0.0
+
+    async def wait(self, exc: BaseException) -> None:
+        loop = asyncio.get_running_loop()
+        if self._tries == 0:
+            self._since = loop.time()
+            log.warning("worker.redis_unavailable", queue=self._queue, error=str(exc))
+        self._tries += 1
+        first, longest = OUTAGE_BACKOFF_S
+        await asyncio.sleep(random.uniform(0, min(longest, first * 2**self._tries)))
+
+    def over(self) -> None:
+        if self._tries:
+            down_s = asyncio.get_running_loop().time() - self._since
+            log.info("worker.redis_recovered", queue=self._queue, down_s=round(down_s, 1))
+            self._tries = 0
+
+
 class RagqWorker(Worker):
     """An arq Worker woken by a notify list, with a short, renewed job lock."""
 
     def __init__(
         self,
         *args: Any,
+        redis_url: str,
+        redis_timeout_s: float,
         notify_redis: Redis,
         notify_key: str | None,
         lock_ttl_s: float,
@@ -55,6 +101,8 @@ class RagqWorker(Worker):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.in_progress_timeout_s = lock_ttl_s  # arq would use max job timeout + 10 s
+        self._redis_url = redis_url
+        self._redis_timeout_s = redis_timeout_s
         self._notify_redis = notify_redis
         self._notify_key = notify_key
         self._on_abandoned = on_abandoned
@@ -72,24 +120,24 @@ class RagqWorker(Worker):
         self._slot_freed.set()
 
     async def main(self) -> None:
-        """arq's main loop with the sleep between polls replaced by a wake-up wait."""
-        if self._pool is None:
-            from arq.connections import create_pool
-
-            self._pool = await create_pool(
-                self.redis_settings,
-                job_deserializer=self.job_deserializer,
-                job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name,
-                expires_extra_ms=self.expires_extra_ms,
-            )
+        """arq's main loop with the sleep between polls replaced by a wake-up wait, riding
+        out Redis outages: while Redis is away the loop backs off and tries again, and jobs
+        it interrupted stay queued (arq removes a job only when it finishes) to run again.
+        Any other error ends the loop: the caller exits non-zero."""
+        await self._connect()
         self.ctx.setdefault("redis", self.pool)
         if self.on_startup:
             await self.on_startup(self.ctx)
         renewer = asyncio.create_task(self._renew_locks(), name=f"lock-renewer:{self.queue_name}")
+        outage = _Outage(self.queue_name)
         try:
             while not self._stopping:
-                await self._poll_iteration()
+                try:
+                    await self._poll_iteration()
+                except REDIS_UNAVAILABLE as exc:
+                    await outage.wait(exc)
+                    continue
+                outage.over()
                 if self.burst:
                     if 0 <= self.max_burst_jobs <= self._jobs_started():
                         await asyncio.gather(*self.tasks.values())
@@ -103,11 +151,57 @@ class RagqWorker(Worker):
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
 
+    async def _connect(self) -> None:
+        """arq's Redis client (bytes, with ragq's timeouts, which arq's settings cannot
+        give), retried with backoff for as long as Redis does not answer."""
+        outage = _Outage(self.queue_name)
+        while self._pool is None and not self._stopping:
+            pool = ArqRedis(
+                ConnectionPool.from_url(
+                    self._redis_url,
+                    socket_timeout=self._redis_timeout_s,
+                    socket_connect_timeout=self._redis_timeout_s,
+                    health_check_interval=30,
+                ),
+                job_serializer=self.job_serializer,
+                job_deserializer=self.job_deserializer,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
+            )
+            try:
+                await pool.ping()
+            except REDIS_UNAVAILABLE as exc:
+                await pool.aclose(close_connection_pool=True)
+                await outage.wait(exc)
+            else:
+                self._pool = pool
+        outage.over()
+
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq's start_jobs, minus the ids this worker already runs: running jobs stay in
-        the queue's sorted set, and re-checking each one costs four round trips."""
+        """arq's start_jobs, minus the ids this worker already runs (running jobs stay in
+        the queue's sorted set, and re-checking each one costs four round trips), and with
+        the slot given back when Redis fails between taking a slot and starting the job
+        (arq's would stay taken, and a few outages would leave the worker with none)."""
         before = len(self.tasks)
-        await super().start_jobs([j for j in job_ids if j.decode() not in self.tasks])
+        for job_id in [j.decode() for j in job_ids]:
+            if job_id in self.tasks:
+                continue
+            await self.sem.acquire()
+            if self.job_counter >= self.max_jobs:
+                self.sem.release()
+                break
+            self.job_counter += 1
+            try:
+                score = await self._claim(job_id)
+            except BaseException:
+                self._release_sem_dec_counter_on_complete()
+                raise
+            if score is None:  # running elsewhere, finished, or deferred meanwhile
+                self._release_sem_dec_counter_on_complete()
+                continue
+            task = asyncio.create_task(self.run_job(job_id, score))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job_id] = task
         taken = len(self.tasks) - before
         if taken > 0 and self._drain_key is not None:
             # the queue's drain rate, from which admission computes Retry-After
@@ -116,6 +210,34 @@ class RagqWorker(Worker):
                 await count(keys=[self._drain_key], args=[taken, self._drain_ttl_s])
             except RedisError as exc:
                 log.warning("worker.drain_count_failed", error=str(exc))
+
+    async def _claim(self, job_id: str) -> int | None:
+        """Take the job's lock unless another worker holds it (arq's WATCH/MULTI check);
+        the job's score, or None when it is not ours to run now."""
+        lock = in_progress_key_prefix + job_id
+        async with self.pool.pipeline(transaction=True) as pipe:
+            await pipe.watch(lock)
+            running = await pipe.exists(lock)
+            score = await pipe.zscore(self.queue_name, job_id)
+            if running or not score or score > timestamp_ms():
+                return None
+            pipe.multi()  # type: ignore[no-untyped-call]
+            pipe.psetex(lock, int(self.in_progress_timeout_s * 1000), b"1")
+            try:
+                await pipe.execute()
+            except (ResponseError, WatchError):  # another worker took it since the check
+                return None
+        return int(score)
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        """arq's run_job; when Redis is away at its start or end, the job is left queued
+        with its lock lapsing, so it runs again (and resumes) once Redis is back."""
+        try:
+            await super().run_job(job_id, score)
+        except REDIS_UNAVAILABLE as exc:
+            log.warning(
+                "job.interrupted", job_id=job_id, reason="redis_unavailable", error=str(exc)
+            )
 
     async def _wait_for_work(self) -> None:
         """Return when a job may be waiting: a notify token, a freed slot, or the poll delay.
@@ -151,7 +273,7 @@ class RagqWorker(Worker):
         ttl_ms = int(self.in_progress_timeout_s * 1000)
         while True:
             await asyncio.sleep(self.in_progress_timeout_s / 3)
-            running = list(self.tasks)
+            running = [job_id for job_id, task in self.tasks.items() if not task.done()]
             if not running:
                 continue
             try:

@@ -208,6 +208,13 @@ def test_api_and_worker_run_one_image_scaled_by_replicas(compose: dict[str, Any]
         assert "ports" not in service
 
 
+def test_ragq_containers_restart_whatever_their_exit_code(compose: dict[str, Any]) -> None:
+    """API and worker containers come back after any exit, a clean one included (only
+    `docker compose stop` keeps them down): a worker that stops by itself is restarted."""
+    found = services(compose)
+    assert {found[name].get("restart") for name in ("api", "worker")} == {"unless-stopped"}
+
+
 def test_scaled_services_publish_no_fixed_host_port(compose: dict[str, Any]) -> None:
     """No service anywhere has a fixed container_name, and the only published ports are the
     edge's and the loopback ones of Prometheus and Grafana."""
@@ -518,7 +525,7 @@ def test_ragq_units_are_hardened_and_read_the_env_file(name: str) -> None:
     assert service["NoNewPrivileges"] == "yes"
     assert service["ProtectSystem"] == "strict"
     assert service["WorkingDirectory"] in writable
-    assert service["Restart"] == "on-failure"
+    assert service["Restart"] == "always"  # any exit: a ragq process never ends on purpose
     assert values(sections, "Install", "WantedBy") == ["multi-user.target"]
 
 

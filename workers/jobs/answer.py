@@ -18,6 +18,7 @@ import structlog
 
 from shared.answercache import prompt_digest
 from shared.budget import Reservation, today
+from shared.clients import REDIS_UNAVAILABLE
 from shared.errors import CircuitOpen, UpstreamError, UpstreamTimeout
 from shared.logging import get_logger
 from shared.metrics import (
@@ -38,6 +39,7 @@ from workers.lifecycle import Runtime
 from workers.rag.extractive import extractive_answer
 from workers.rag.llm import Completion
 from workers.rag.prompt import affinity_key, build_messages
+from workers.runtime import interrupted
 
 log = get_logger("workers.answer")
 
@@ -85,39 +87,51 @@ async def answer(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     queue = job.request.priority
     in_progress = JOBS_IN_PROGRESS.labels(queue=queue)
     in_progress.inc()
-    shutdown = False
+    job_try = int(ctx.get("job_try", 1))
+    rerun = False  # back to the queue for another try, with its reservation
     try:
-        async with asyncio.timeout(rt.settings.job_timeout_s * 0.95):
-            await _run(rt, job, ctx.get("job_try", 1))
-    except asyncio.CancelledError:
-        if job.job_id not in rt.cancelled:
-            shutdown = True
-            raise  # shutdown: arq puts the job back for another try (with its reservation)
-        log.info("job.cancelled")
-        JOBS_FINISHED.labels(queue=queue, status="cancelled").inc()
-    except JobStopped:  # its events refused us: it was cancelled (or expired) meanwhile
-        log.info("job.stopped")
-        JOBS_FINISHED.labels(queue=queue, status="cancelled").inc()
-    except TimeoutError:
-        log.warning("job.timed_out", timeout_s=rt.settings.job_timeout_s)
-        if await rt.jobs.finish(
-            job.job_id, "failed", error={"type": "timeout", "message": "the job ran too long"}
-        ):
-            JOBS_FINISHED.labels(queue=queue, status="failed").inc()
-    except Exception as exc:
-        log.exception("job.crashed")
-        if await rt.jobs.finish(
-            job.job_id, "failed", error={"type": "internal", "message": type(exc).__name__}
-        ):
-            JOBS_FINISHED.labels(queue=queue, status="failed").inc()
+        try:
+            async with asyncio.timeout(rt.settings.job_timeout_s * 0.95):
+                await _run(rt, job, job_try)
+        except asyncio.CancelledError:
+            if job.job_id not in rt.cancelled:
+                rerun = True
+                raise  # shutdown: arq puts the job back for another try
+            log.info("job.cancelled")
+            JOBS_FINISHED.labels(queue=queue, status="cancelled").inc()
+        except JobStopped:  # its events refused us: it was cancelled (or expired) meanwhile
+            log.info("job.stopped")
+            JOBS_FINISHED.labels(queue=queue, status="cancelled").inc()
+        except REDIS_UNAVAILABLE:
+            raise  # not the job's fault: handled below, never recorded as a failure
+        except TimeoutError:
+            log.warning("job.timed_out", timeout_s=rt.settings.job_timeout_s)
+            await _fail(rt, job, "timeout", "the job ran too long")
+        except Exception as exc:
+            log.exception("job.crashed")
+            await _fail(rt, job, "internal", type(exc).__name__)
+    except REDIS_UNAVAILABLE as exc:
+        # Redis went away under the job: it stays queued (arq removes it only when it
+        # finishes) and runs again once Redis answers, resuming what it already streamed
+        rerun = True
+        raise interrupted(exc, job_try) from exc
     finally:
         in_progress.dec()
-        if not shutdown and rt.settings.budget_policy == "reject":  # submit-time reservations
-            await rt.refund_unused(job.job_id)
+        if not rerun and rt.settings.budget_policy == "reject":  # submit-time reservations
+            try:
+                await rt.refund_unused(job.job_id)
+            except REDIS_UNAVAILABLE as exc:
+                log.warning("budget.refund_failed", error=str(exc))
         rt.running.pop(job.job_id, None)
         rt.leases.pop(job.job_id, None)
         rt.cancelled.discard(job.job_id)
         structlog.contextvars.unbind_contextvars("job_id", "tenant", "request_id")
+
+
+async def _fail(rt: Runtime, job: AnswerJobPayload, kind: str, message: str) -> None:
+    """Record the job as failed (unless it is terminal already)."""
+    if await rt.jobs.finish(job.job_id, "failed", error={"type": kind, "message": message}):
+        JOBS_FINISHED.labels(queue=job.request.priority, status="failed").inc()
 
 
 async def _previous_attempt(rt: Runtime, job_id: str) -> tuple[list[Citation] | None, str]:
@@ -167,46 +181,27 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     # read before retrieval: an answer cached under it was built from this corpus or older
     corpus = await rt.answers.corpus_version(job.tenant) if job.request_digest else "0"
     citations, streamed = (None, "") if job_try <= 1 else await _previous_attempt(rt, job.job_id)
-
-    t0 = time.perf_counter()
-    if citations is None:
-        citations = await rt.retriever.retrieve(
-            job.tenant, request.question, top_k=request.top_k, filters=request.filters
-        )
-        data = {"citations": [c.model_dump(mode="json") for c in citations]}
-        if await rt.jobs.append(job.job_id, "retrieval.completed", data) <= 0:
-            raise JobStopped
-    retrieval_ms = int((time.perf_counter() - t0) * 1000)
-
     emitter = _Emitter(rt, job.job_id, streamed)
-    t1 = time.perf_counter()
-    gen = await _generate(rt, job, record, citations, emitter, corpus)
-    if gen.degraded_reason is not None:
-        DEGRADED_ANSWERS.labels(reason=gen.degraded_reason).inc()
-        fallback = extractive_answer(request.question, citations)
-        await emitter.emit(f"\n\n{fallback}" if emitter.text else fallback)
-    llm_ms = int((time.perf_counter() - t1) * 1000)
-
-    if await rt.jobs.append(job.job_id, "answer.completed", {"answer": emitter.text}) <= 0:
-        raise JobStopped
-    result = JobResult(
-        answer=emitter.text,
-        citations=citations,
-        model=gen.model,
-        cached=gen.cached,
-        degraded=gen.degraded_reason is not None,
-        degraded_reason=gen.degraded_reason,
-        usage=gen.usage,
-        cost_usd=gen.cost_usd,
-        timings_ms={
-            "queue": queue_ms,
-            "retrieval": retrieval_ms,
-            "llm": llm_ms,
-            "total": queue_ms + int((time.perf_counter() - started) * 1000),
-        },
-    )
+    if pending := record.get("pending_result"):
+        # an earlier attempt generated (and paid for) the whole answer, then died: finish it
+        result = JobResult.model_validate_json(pending)
+        await emitter.emit(result.answer)  # nothing, unless that attempt died mid-way
+        result.answer = emitter.text
+        log.info("job.resumed", answered=True)
+    else:
+        result = await _answer(rt, job, record, citations, emitter, corpus)
+        total_ms = queue_ms + int((time.perf_counter() - started) * 1000)
+        result.timings_ms = {"queue": queue_ms, **result.timings_ms, "total": total_ms}
+        # a re-run after this point finishes the job without calling the LLM again
+        await rt.jobs.note(job.job_id, pending_result=result.model_dump_json())
     await _share(rt, record, result)
-    if await rt.jobs.finish(job.job_id, "completed", result=result.model_dump(mode="json")):
+    completed = await rt.jobs.finish(
+        job.job_id,
+        "completed",
+        result=result.model_dump(mode="json"),
+        before=[("answer.completed", {"answer": result.answer})],
+    )
+    if completed is not None:
         queue = request.priority
         JOBS_FINISHED.labels(queue=queue, status="completed").inc()
         for name, stage in _STAGES.items():
@@ -218,8 +213,49 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
         degraded=result.degraded,
         cached=result.cached,
         cost_usd=result.cost_usd,
-        citations=len(citations),
+        citations=len(result.citations),
         total_ms=result.timings_ms["total"],
+    )
+
+
+async def _answer(
+    rt: Runtime,
+    job: AnswerJobPayload,
+    record: dict[str, str],
+    citations: list[Citation] | None,
+    emitter: _Emitter,
+    corpus: str,
+) -> JobResult:
+    """Retrieve (unless an earlier attempt did), generate and stream the answer; the
+    result's queue and total timings are the caller's."""
+    request = job.request
+    t0 = time.perf_counter()
+    if citations is None:
+        citations = await rt.retriever.retrieve(
+            job.tenant, request.question, top_k=request.top_k, filters=request.filters
+        )
+        data = {"citations": [c.model_dump(mode="json") for c in citations]}
+        if await rt.jobs.append(job.job_id, "retrieval.completed", data) <= 0:
+            raise JobStopped
+    retrieval_ms = int((time.perf_counter() - t0) * 1000)
+
+    t1 = time.perf_counter()
+    gen = await _generate(rt, job, record, citations, emitter, corpus)
+    if gen.degraded_reason is not None:
+        DEGRADED_ANSWERS.labels(reason=gen.degraded_reason).inc()
+        fallback = extractive_answer(request.question, citations)
+        await emitter.emit(f"\n\n{fallback}" if emitter.text else fallback)
+    llm_ms = int((time.perf_counter() - t1) * 1000)
+    return JobResult(
+        answer=emitter.text,
+        citations=citations,
+        model=gen.model,
+        cached=gen.cached,
+        degraded=gen.degraded_reason is not None,
+        degraded_reason=gen.degraded_reason,
+        usage=gen.usage,
+        cost_usd=gen.cost_usd,
+        timings_ms={"retrieval": retrieval_ms, "llm": llm_ms},
     )
 
 

@@ -13,11 +13,13 @@ from typing import Any
 
 import structlog
 
+from shared.clients import REDIS_UNAVAILABLE
 from shared.logging import get_logger
 from shared.schemas.documents import IngestJobPayload, PurgeJobPayload
 from workers.lifecycle import Runtime
 from workers.rag.chunking import Chunk, ChunkOffsetError, chunk_text, validate_chunks
 from workers.rag.vectorstore import StoredChunk
+from workers.runtime import interrupted
 
 log = get_logger("workers.ingest")
 EMBED_BATCH = 256  # chunks per embedding call
@@ -92,6 +94,8 @@ async def ingest(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         if replaced:
             await rt.store.delete_document(tenant, doc_id, only_versions=[replaced])
         log.info("ingest.indexed", version=version, chunks=len(chunks), replaced=replaced or None)
+    except REDIS_UNAVAILABLE as exc:  # not the document's fault: index it again later
+        raise interrupted(exc, int(ctx.get("job_try", 1))) from exc
     except Exception as exc:
         log.exception("ingest.failed")
         await rt.documents.set_status(
