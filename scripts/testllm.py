@@ -23,6 +23,13 @@ per request when it arrives: changing it later does not affect requests in fligh
 `hang_after_tokens` and `drop_after_tokens` apply to streaming requests only (if the
 answer is shorter, all tokens are sent before stalling/dropping); `hang` stalls before
 any byte. Every wait ends as soon as the client disconnects or the server shuts down.
+`stream_reply` shapes the 200 reply to a streaming request, as engines that misbehave do:
+"sse" (the default: a well-formed event stream), "json" (the non-streamed
+`chat.completion` body, as a server that ignores `stream` sends), "garbage" (the JSON body
+`{"nonsense": true}`), "garbage_events" (an event stream of `{"nonsense": true}` events,
+then `[DONE]`), "no_finish" (the answer's chunks and usage, then `[DONE]`, but no chunk
+with a `finish_reason`: a truncated stream) and "empty" (a well-formed stream with a
+`finish_reason` but no text). Non-streaming requests always get the JSON body.
 
 Endpoints: GET /v1/models, /health, /_stats (with `?wait=COUNTER&min=N&max=M&timeout=S`
 it first waits for the bounds, answering 408 if they are not met in time); POST
@@ -54,7 +61,7 @@ import uuid
 from collections.abc import AsyncIterator, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import uvicorn
 from starlette.applications import Starlette
@@ -66,7 +73,9 @@ from starlette.types import Receive, Scope, Send
 __all__ = [
     "DEFAULT_MODEL",
     "NO_ANSWER",
+    "STREAM_REPLIES",
     "Behaviour",
+    "StreamReply",
     "answer_for",
     "create_app",
     "embed_text",
@@ -104,6 +113,9 @@ _SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
 ]
 _MAX_WAIT_S = 300.0
+StreamReply = Literal["sse", "json", "garbage", "garbage_events", "no_finish", "empty"]
+STREAM_REPLIES: tuple[StreamReply, ...] = get_args(StreamReply)
+_NONSENSE = {"nonsense": True}
 
 
 # --------------------------------------------------------------------------- behaviour
@@ -116,6 +128,7 @@ class Behaviour:
     `fail_status` with `fail_next` = N fails the next N chat requests (-1: all of them
     until changed; 0: none). `hang` stalls chat requests before sending anything.
     `hang_after_tokens` / `drop_after_tokens` stall / cut streams after that many tokens.
+    `stream_reply` is the shape of a streaming request's reply (see the module docstring).
     """
 
     token_latency_ms: float = 0.0
@@ -125,6 +138,7 @@ class Behaviour:
     hang: bool = False
     hang_after_tokens: int | None = None
     drop_after_tokens: int | None = None
+    stream_reply: StreamReply = "sse"
     embedding_dim: int = 64
 
     def __post_init__(self) -> None:
@@ -139,6 +153,9 @@ class Behaviour:
             raise ValueError(f"hang must be a boolean, got {self.hang!r}")
         _check_int(self, "hang_after_tokens", low=0, optional=True)
         _check_int(self, "drop_after_tokens", low=0, optional=True)
+        if self.stream_reply not in STREAM_REPLIES:
+            choices = ", ".join(STREAM_REPLIES)
+            raise ValueError(f"stream_reply must be one of {choices}, got {self.stream_reply!r}")
         _check_int(self, "embedding_dim", low=1, high=65536)
 
 
@@ -497,30 +514,39 @@ class _ChatResponder(Response):
             plan.stream and plan.behaviour.hang_after_tokens is not None
         ):
             return _forever()
-        return self._stream(send) if plan.stream else self._complete(send)
+        if not plan.stream or plan.behaviour.stream_reply == "json":
+            return self._complete(send)
+        if plan.behaviour.stream_reply == "garbage":
+            return self._json(send, _NONSENSE)
+        if plan.behaviour.stream_reply == "garbage_events":
+            return self._garbage_events(send)
+        return self._stream(send)
 
     async def _complete(self, send: Send) -> None:
         plan, b = self.plan, self.plan.behaviour
         await _sleep_ms(
             b.first_token_latency_ms + b.token_latency_ms * max(len(plan.tokens) - 1, 0)
         )
-        body = _json_bytes(
-            {
-                "id": plan.completion_id,
-                "object": "chat.completion",
-                "created": plan.created,
-                "model": plan.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "".join(plan.tokens)},
-                        "logprobs": None,
-                        "finish_reason": plan.finish_reason,
-                    }
-                ],
-                "usage": plan.usage(),
-            }
-        )
+        completion = {
+            "id": plan.completion_id,
+            "object": "chat.completion",
+            "created": plan.created,
+            "model": plan.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "".join(plan.tokens)},
+                    "logprobs": None,
+                    "finish_reason": plan.finish_reason,
+                }
+            ],
+            "usage": plan.usage(),
+        }
+        await self._json(send, completion)
+        self.runtime.count("tokens_sent", len(plan.tokens))
+
+    async def _json(self, send: Send, obj: object) -> None:
+        body = _json_bytes(obj)
         headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -528,7 +554,13 @@ class _ChatResponder(Response):
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         self.started = True
         await send({"type": "http.response.body", "body": body, "more_body": False})
-        self.runtime.count("tokens_sent", len(plan.tokens))
+
+    async def _garbage_events(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        self.started = True
+        event = b"data: " + _json_bytes(_NONSENSE) + b"\n\n"
+        body = event * 2 + b"data: [DONE]\n\n"
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     def _chunk(self, choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
         plan = self.plan
@@ -572,7 +604,8 @@ class _ChatResponder(Response):
             await event(self._chunk(self._choice({"content": token})))
             self.runtime.count("tokens_sent")
         await self._interrupt(len(plan.tokens), last=True)
-        await event(self._chunk(self._choice({}, plan.finish_reason)))
+        if b.stream_reply != "no_finish":
+            await event(self._chunk(self._choice({}, plan.finish_reason)))
         if plan.include_usage:
             await event(self._chunk([], plan.usage()))
         await event(b"data: [DONE]\n\n")
@@ -636,14 +669,17 @@ class _Endpoints:
                 max_tokens = _optional_int(body, "max_completion_tokens")
         except ValueError as exc:
             return _error(400, str(exc))
+        stream = body.get("stream") is True
         tokens = split_tokens(answer_for(messages))
+        if stream and b.stream_reply == "empty":
+            tokens = []
         finish_reason = "stop"
         if max_tokens is not None and max_tokens < len(tokens):
             tokens, finish_reason = tokens[:max_tokens], "length"
         options = body.get("stream_options")
         plan = _Plan(
             model=model,
-            stream=body.get("stream") is True,
+            stream=stream,
             include_usage=isinstance(options, dict) and options.get("include_usage") is True,
             tokens=tokens,
             finish_reason=finish_reason,
@@ -873,6 +909,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--token-latency-ms", type=float, default=0.0)
     parser.add_argument("--first-token-latency-ms", type=float, default=0.0)
     parser.add_argument("--embedding-dim", type=int, default=64)
+    parser.add_argument(
+        "--stream-reply",
+        choices=STREAM_REPLIES,
+        default="sse",
+        help="the shape of the reply to streaming requests (a fault to inject)",
+    )
     return parser.parse_args(argv)
 
 
@@ -884,6 +926,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             token_latency_ms=args.token_latency_ms,
             first_token_latency_ms=args.first_token_latency_ms,
             embedding_dim=args.embedding_dim,
+            stream_reply=args.stream_reply,
         )
     except ValueError as exc:
         print(f"testllm: {exc}", file=sys.stderr)

@@ -24,8 +24,9 @@ from shared.schemas.jobs import Citation
 from tests.conftest import MakeSettings, api_with
 from tests.integration.conftest import auth, finished, ingest
 from tests.integration.test_llm_path import control, stats
-from workers.rag.llm import Completion, LLMClient
+from workers.rag.llm import LLMClient
 from workers.rag.prompt import affinity_key, build_messages
+from workers.rag.replies import Completion
 from workers.rag.routing import Router, Slot, load_cap
 
 pytestmark = pytest.mark.integration

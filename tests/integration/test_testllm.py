@@ -277,11 +277,12 @@ async def test_embeddings_are_deterministic_normalised_and_word_based(
 
 
 async def test_cli_prints_ready_serves_and_exits_cleanly_on_sigterm() -> None:
-    """Guards the command line: one READY line with a free port, /v1/models, exit 0 on SIGTERM."""
+    """Guards the command line: one READY line with a free port, /v1/models, the
+    --stream-reply fault, exit 0 on SIGTERM."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "scripts/testllm.py",
-        *("--host", "127.0.0.1", "--port", "0", "--model", "tiny"),
+        *("--host", "127.0.0.1", "--port", "0", "--model", "tiny", "--stream-reply", "garbage"),
         cwd=REPO_ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -292,7 +293,11 @@ async def test_cli_prints_ready_serves_and_exits_cleanly_on_sigterm() -> None:
         assert line.startswith("READY http://127.0.0.1:"), line
         async with httpx.AsyncClient(base_url=line.split()[1]) as client:
             models = (await client.get("/v1/models")).json()
+            reply = await client.post(
+                "/v1/chat/completions", json={**stream_request(), "model": "tiny"}
+            )
         assert [m["id"] for m in models["data"]] == ["tiny"]
+        assert reply.json() == {"nonsense": True}
         proc.send_signal(signal.SIGTERM)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
@@ -300,3 +305,91 @@ async def test_cli_prints_ready_serves_and_exits_cleanly_on_sigterm() -> None:
             proc.kill()
             await proc.wait()
     assert (proc.returncode, out) == (0, b""), err.decode()
+
+
+def sse_data(body: str) -> list[str]:
+    """The `data` of each event of an event-stream body, in order."""
+    return [e.removeprefix("data: ") for e in body.split("\n\n") if e.startswith("data: ")]
+
+
+def stream_request(**extra: Any) -> dict[str, Any]:
+    """A streaming chat request body (with usage) for the test messages."""
+    return {
+        "model": DEFAULT_MODEL,
+        "messages": MESSAGES,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        **extra,
+    }
+
+
+async def test_stream_reply_json_answers_a_streaming_request_with_the_plain_completion(
+    http: httpx.AsyncClient,
+) -> None:
+    """Guards stream_reply "json": a streaming request gets the non-streamed chat.completion."""
+    plain = await http.post("/v1/chat/completions", json={**stream_request(), "stream": False})
+    await control(http, stream_reply="json")
+    reply = await http.post("/v1/chat/completions", json=stream_request())
+    body = reply.json()
+    assert reply.headers["content-type"] == "application/json"
+    assert (body["object"], body["choices"][0]["message"]["content"]) == ("chat.completion", ANSWER)
+    assert (body["choices"], body["usage"]) == (plain.json()["choices"], plain.json()["usage"])
+
+
+@pytest.mark.parametrize(
+    ("reply", "content_type", "events"),
+    [
+        ("garbage", "application/json", None),
+        ("garbage_events", "text/event-stream; charset=utf-8", ['{"nonsense":true}'] * 2),
+    ],
+)
+async def test_stream_reply_garbage_answers_200_with_nonsense(
+    http: httpx.AsyncClient, reply: str, content_type: str, events: list[str] | None
+) -> None:
+    """Guards stream_reply "garbage" / "garbage_events": a 200 whose body or events are
+    `{"nonsense": true}`, never a chunk; non-streaming requests still get the completion."""
+    await control(http, stream_reply=reply)
+    streamed = await http.post("/v1/chat/completions", json=stream_request())
+    plain = await http.post("/v1/chat/completions", json={**stream_request(), "stream": False})
+    assert (streamed.status_code, streamed.headers["content-type"]) == (200, content_type)
+    if events is None:
+        assert streamed.json() == {"nonsense": True}
+    else:
+        assert sse_data(streamed.text) == [*events, "[DONE]"]
+    assert plain.json()["choices"][0]["message"]["content"] == ANSWER
+
+
+async def test_stream_reply_no_finish_streams_the_answer_without_a_finish_reason(
+    http: httpx.AsyncClient,
+) -> None:
+    """Guards stream_reply "no_finish": every text chunk and the usage, then [DONE], but no
+    chunk carries a finish_reason."""
+    await control(http, stream_reply="no_finish")
+    reply = await http.post("/v1/chat/completions", json=stream_request())
+    data = sse_data(reply.text)
+    chunks = [ChatCompletionChunk.model_validate_json(d) for d in data[:-1]]
+    assert content_of(chunks) == ANSWER
+    assert [c.choices[0].finish_reason for c in chunks if c.choices] == [None] * (len(chunks) - 1)
+    assert (chunks[-1].choices, chunks[-1].usage is not None, data[-1]) == ([], True, "[DONE]")
+
+
+async def test_stream_reply_empty_is_a_valid_stream_without_text(
+    http: httpx.AsyncClient,
+) -> None:
+    """Guards stream_reply "empty": a well-formed stream, finish_reason "stop", no text,
+    0 completion tokens."""
+    await control(http, stream_reply="empty")
+    reply = await http.post("/v1/chat/completions", json=stream_request())
+    data = sse_data(reply.text)
+    chunks = [ChatCompletionChunk.model_validate_json(d) for d in data[:-1]]
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert (content_of(chunks), chunks[-2].choices[0].finish_reason) == ("", "stop")
+    assert (usage.completion_tokens, data[-1]) == (0, "[DONE]")
+
+
+async def test_stream_reply_rejects_unknown_shapes(http: httpx.AsyncClient) -> None:
+    """Guards /_control: an unknown stream_reply is refused with 400 and changes nothing."""
+    refused = await http.post("/_control", json={"stream_reply": "xml"})
+    unchanged = (await http.post("/_control", json={})).json()
+    assert (refused.status_code, unchanged["stream_reply"]) == (400, "sse")

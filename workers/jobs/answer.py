@@ -37,8 +37,8 @@ from shared.metrics import (
 from shared.schemas.jobs import TERMINAL_STATUSES, AnswerJobPayload, Citation, JobResult, Usage
 from workers.lifecycle import Runtime
 from workers.rag.extractive import extractive_answer
-from workers.rag.llm import Completion
 from workers.rag.prompt import affinity_key, build_messages
+from workers.rag.replies import Completion
 from workers.runtime import interrupted
 
 log = get_logger("workers.answer")

@@ -7,15 +7,20 @@ order (`workers.rag.routing`: by prompt prefix, under a load cap), past every en
 whose circuit breaker (`workers.rag.breaker`, shared by every worker through Redis) is
 open, and on to the next replica at once when one fails. Vendor exceptions
 are translated here into `UpstreamTimeout` / `UpstreamUnavailable`; `CircuitOpen` when
-every endpoint's breaker is open, without a network call or a backoff sleep.
+every endpoint's breaker is open before this call made any request of its own, without a
+network call or a backoff sleep. Once requests of its own have failed, an attempt that
+every breaker refuses (often opened by those very failures) ends the call with its last
+real failure instead, so a timeout is reported as a timeout.
+
+How a reply is read and what counts as a valid one is `workers.rag.replies`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import cast
 
 import httpx2
@@ -35,20 +40,11 @@ from shared.config import Settings
 from shared.errors import CircuitOpen, UpstreamTimeout, UpstreamUnavailable
 from shared.logging import get_logger
 from shared.redis_keys import Keys
-from shared.schemas.jobs import Usage
 from workers.rag.breaker import Admission, CircuitBreaker
+from workers.rag.replies import Completion, read_reply
 from workers.rag.routing import Router, Slot
 
 log = get_logger("workers.llm")
-
-
-@dataclass(slots=True)
-class Completion:
-    """What one streamed call produced so far."""
-
-    model: str
-    usage: Usage = field(default_factory=Usage)
-    first_token_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +56,10 @@ class _Request:
 
 @dataclass(slots=True)
 class _Opened:
-    """A stream whose first text arrived (`first`), or that ended without any (None)."""
+    """A reply whose first text arrived (`first`), or that ended, validly, without any (None)."""
 
     stream: AsyncStream[ChatCompletionChunk]
+    texts: AsyncGenerator[str, None]  # the rest of its texts (`read_reply`)
     first: str | None
     slot: Slot  # counted in flight until the stream is closed
 
@@ -124,6 +121,7 @@ class LLMClient:
         request = _Request(
             cast(list[ChatCompletionMessageParam], messages), max_tokens, temperature
         )
+        failures: list[Exception] = []  # this call's own endpoint failures, across attempts
         started = time.perf_counter()
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._retries + 1),
@@ -133,30 +131,47 @@ class LLMClient:
             reraise=True,
         )
         with _translated():
-            opened: _Opened = await retrying(
-                self._attempt, self.router.order(affinity), request, completion
-            )
+            try:
+                opened: _Opened = await retrying(
+                    self._attempt, self.router.order(affinity), request, completion, failures
+                )
+            except CircuitOpen:
+                if not failures:  # refused before any request of its own
+                    raise
+                raise failures[-1] from None  # the breakers this call's failures opened
         try:
+            if opened.first is None:
+                raise UpstreamUnavailable(
+                    f"LLM replied without text (finish_reason {completion.finish_reason})"
+                )
             with _translated():  # from here on a failure is raised, never retried
-                text = opened.first
+                text: str | None = opened.first
                 while text is not None:
                     if completion.first_token_s is None:
                         completion.first_token_s = time.perf_counter() - started
                     yield text
-                    text = await _next_text(opened.stream, completion)
+                    text = await anext(opened.texts, None)
         finally:
             try:
-                await opened.stream.close()
+                try:
+                    await opened.texts.aclose()
+                finally:
+                    await opened.stream.close()
             finally:
                 await self.router.release(opened.slot)
 
     async def _attempt(
-        self, order: list[int], request: _Request, completion: Completion
+        self,
+        order: list[int],
+        request: _Request,
+        completion: Completion,
+        failures: list[Exception],
     ) -> _Opened:
         """One try: walk the endpoints in the call's order, taking the first under the load
         cap whose breaker allows it, up to its first text. An endpoint that fails is counted
-        by its breaker and the walk moves on at once, so a dead replica costs a refused
-        connection, not a backoff; the try fails only when every endpoint did or refused."""
+        by its breaker (and appended to `failures`) and the walk moves on at once, so a dead
+        replica costs a refused connection, not a backoff; the try fails only when every
+        endpoint did or refused."""
         left, failure = list(order), None
         while (slot := await self.router.acquire(left)) is not None:
             left.remove(slot.index)
@@ -169,6 +184,8 @@ class LLMClient:
                 return await self._open(slot, admission, request, completion)
             except (openai.APIError, httpx2.HTTPError) as exc:
                 await self.router.release(slot)
+                if _endpoint_failed(exc):
+                    failures.append(exc)
                 if not _endpoint_failed(exc) or not left:
                     raise
                 failure = exc
@@ -183,8 +200,8 @@ class LLMClient:
     async def _open(
         self, slot: Slot, admission: Admission, request: _Request, completion: Completion
     ) -> _Opened:
-        """Open the stream on the slot's endpoint and read up to its first text; the outcome
-        is recorded in that endpoint's breaker."""
+        """Open the stream on the slot's endpoint and read up to its first text (or its
+        valid end); the outcome is recorded in that endpoint's breaker."""
         index = slot.index
         target = self._targets[index]
         try:
@@ -196,10 +213,14 @@ class LLMClient:
                 stream=True,
                 stream_options={"include_usage": True},
             )
+            texts = read_reply(stream, completion)
             try:
-                text = await _next_text(stream, completion)
+                text = await anext(texts, None)
             except BaseException:
-                await stream.close()
+                try:
+                    await texts.aclose()
+                finally:
+                    await stream.close()
                 raise
         except (openai.APIError, httpx2.HTTPError) as exc:
             # A 4xx other than 429 is our bug (a request the endpoint rightly refused), not
@@ -210,7 +231,7 @@ class LLMClient:
             await self._breaker.release(target, admission)
             raise
         await self._breaker.record(target, True, probe=admission.probe)
-        return _Opened(stream, text, slot)
+        return _Opened(stream, texts, text, slot)
 
     async def state(self) -> str:
         """For readiness: "degraded" while every endpoint's breaker is open, else "ok"."""
@@ -233,29 +254,10 @@ class LLMClient:
             await client.close()
 
 
-async def _next_text(
-    stream: AsyncStream[ChatCompletionChunk], completion: Completion
-) -> str | None:
-    """Read chunks up to the next non-empty text (None at the end), noting usage on the way."""
-    while True:
-        try:
-            chunk = await anext(stream)
-        except StopAsyncIteration:
-            return None
-        if chunk.usage is not None:
-            completion.usage = Usage(
-                prompt_tokens=chunk.usage.prompt_tokens,
-                completion_tokens=chunk.usage.completion_tokens,
-                total_tokens=chunk.usage.total_tokens,
-            )
-        text = "".join(choice.delta.content or "" for choice in chunk.choices)
-        if text:
-            return text
-
-
 def _endpoint_failed(exc: BaseException) -> bool:
-    """The endpoint is unwell: connection error, timeout, 5xx or 429 (retried, and counted
-    against its breaker). Other 4xx are our bug; anything else is not the endpoint's."""
+    """The endpoint is unwell: connection error, timeout, 5xx, 429 or a 200 that is no valid
+    reply (retried, and counted against its breaker). Other 4xx are our bug; anything else
+    is not the endpoint's."""
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code == 429 or exc.status_code >= 500
     return isinstance(exc, openai.APIError | httpx2.HTTPError)
