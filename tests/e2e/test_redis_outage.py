@@ -10,7 +10,7 @@ import contextlib
 import json
 import shutil
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,14 +170,24 @@ def log_events(stack: Stack, name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.startswith("{")]
 
 
-async def worker_noticed(stack: Stack, event: str, count: int) -> None:
-    """Return once the worker has logged `event` `count` times, or has exited (the log is
-    another process's: polled)."""
+async def outage(
+    stack: Stack, client: httpx.AsyncClient, stop: Callable[[], Awaitable[None]], redis: OwnRedis
+) -> None:
+    """Stop Redis with `stop`, keep it away until the worker's loop has met the outage (a
+    restart quicker than that is absorbed by the clients' own retries and tests nothing)
+    or the worker has exited, then start it again and wait until ragq is ready."""
+
+    def noticed() -> int:
+        return sum(e["event"] == "worker.redis_unavailable" for e in log_events(stack, "worker"))
+
+    before = noticed()
+    await stop()
     async with asyncio.timeout(READY_TIMEOUT_S):
-        while stack.procs["worker"].returncode is None:
-            if sum(e["event"] == event for e in log_events(stack, "worker")) >= count:
-                return
+        # the log is another process's: polled
+        while stack.procs["worker"].returncode is None and noticed() == before:
             await asyncio.sleep(POLL_S)
+    await redis.start()
+    await ready(client)
 
 
 @pytest.mark.timeout(300)  # five phases of real processes; a hang still fails it
@@ -196,22 +206,14 @@ async def test_the_worker_rides_out_a_redis_shutdown_and_a_redis_kill(
     async with httpx.AsyncClient(base_url=stack.url, headers=auth(key), timeout=60) as client:
         streaming = await submit(client, "How do I rotate a signing key?")
         await until_first_delta(client, streaming)
-        await own_redis.shutdown()
-        # Redis stays away until the worker's loop has met the outage (a restart quicker
-        # than that is absorbed by the clients' own retries and tests nothing)
-        await worker_noticed(stack, "worker.redis_unavailable", 1)
-        await own_redis.start()
-        await ready(client)
+        await outage(stack, client, own_redis.shutdown, own_redis)
         after_shutdown = await answered_or_exited(
             stack, client, await submit(client, "What does VLT-4031 mean?")
         )
         interrupted = await answered_or_exited(stack, client, streaming)
         replayed = await events_of(client, streaming)
 
-        await own_redis.kill()
-        await worker_noticed(stack, "worker.redis_unavailable", 2)
-        await own_redis.start()
-        await ready(client)
+        await outage(stack, client, own_redis.kill, own_redis)
         after_kill = await answered_or_exited(
             stack, client, await submit(client, "How long is the overlap window?")
         )

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from scripts.testllm import Behaviour, serve_testllm
 from shared.config import Settings
 from shared.redis_keys import QUEUES, Keys
+from workers.rag.llm import LLMClient
 
 
 @pytest.fixture
@@ -22,6 +23,25 @@ async def testllm() -> AsyncIterator[str]:
     """The project's OpenAI-compatible test server; yields its base URL (no /v1)."""
     async with serve_testllm(Behaviour()) as url:
         yield url
+
+
+MakeLLM = Callable[..., LLMClient]
+
+
+@pytest.fixture
+async def make_llm(redis: Redis, keys: Keys) -> AsyncIterator[MakeLLM]:
+    """Build LLM clients (on the test Redis unless told otherwise); closed at teardown."""
+    clients: list[LLMClient] = []
+
+    def make(settings: Settings, **kwargs: Any) -> LLMClient:
+        kwargs.setdefault("redis", redis)
+        client = LLMClient(settings, keys=keys, **kwargs)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.aclose()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from shared.config import Settings
 from shared.errors import CircuitOpen, UpstreamTimeout, UpstreamUnavailable
 from shared.redis_keys import Keys
 from tests.conftest import MakeSettings
-from tests.integration.conftest import auth, finished, ingest
+from tests.integration.conftest import MakeLLM, auth, finished, ingest
 from tests.integration.test_job_path import ROTATION
 from tests.integration.test_llm_path import control, stats
 from workers.rag.breaker import CircuitBreaker
@@ -29,7 +29,6 @@ from workers.rag.replies import Completion
 
 pytestmark = pytest.mark.integration
 StartWorker = Callable[[Settings], Awaitable[None]]
-MakeLLM = Callable[..., LLMClient]
 TARGET = "http://llm-0.test:8000/v1"
 MESSAGES = [
     {"role": "system", "content": "Answer from the sources."},
@@ -68,22 +67,6 @@ async def second_redis(settings: Settings, redis: Redis) -> AsyncIterator[Redis]
     try:
         yield client
     finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def make_llm(redis: Redis, keys: Keys) -> AsyncIterator[MakeLLM]:
-    """Build LLM clients (on the test Redis unless told otherwise); closed at teardown."""
-    clients: list[LLMClient] = []
-
-    def make(settings: Settings, **kwargs: Any) -> LLMClient:
-        kwargs.setdefault("redis", redis)
-        client = LLMClient(settings, keys=keys, **kwargs)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
         await client.aclose()
 
 

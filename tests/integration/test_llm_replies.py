@@ -4,20 +4,18 @@ which error a call reports once its own failures opened the endpoint's breaker (
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from scripts.testllm import ANSWER_PREFIX
 from shared.config import Settings
 from shared.errors import UpstreamUnavailable
-from shared.redis_keys import Keys
 from shared.schemas.jobs import Usage
 from tests.conftest import MakeSettings
-from tests.integration.conftest import ingest
+from tests.integration.conftest import MakeLLM, ingest
 from tests.integration.test_breaker import (
     ANSWER,
     MESSAGES,
@@ -32,7 +30,6 @@ from workers.rag.replies import Completion
 
 pytestmark = pytest.mark.integration
 StartWorker = Callable[[Settings], Awaitable[None]]
-MakeLLM = Callable[[Settings], LLMClient]
 MODEL = "qwen2.5-7b-instruct"
 OPEN_S = 3600.0  # seconds: a breaker opened here stays open for the rest of the test
 
@@ -41,21 +38,6 @@ def llm_settings(make_settings: MakeSettings, testllm: str, **overrides: Any) ->
     """`breaker_settings` on the test LLM, with a breaker that stays open once opened."""
     values: dict[str, Any] = {"llm_base_url": f"{testllm}/v1", "breaker_open_s": OPEN_S}
     return breaker_settings(make_settings, **{**values, **overrides})
-
-
-@pytest.fixture
-async def make_llm(redis: Redis, keys: Keys) -> AsyncIterator[MakeLLM]:
-    """Build LLM clients on the test Redis; closed at teardown."""
-    clients: list[LLMClient] = []
-
-    def make(settings: Settings) -> LLMClient:
-        client = LLMClient(settings, redis=redis, keys=keys)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
 
 
 async def call(llm: LLMClient, completion: Completion) -> tuple[str, type[BaseException] | None]:

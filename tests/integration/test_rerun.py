@@ -101,6 +101,21 @@ def die_once(monkeypatch: pytest.MonkeyPatch, method: str, *, before: bool, when
     monkeypatch.setattr(JobStore, method, dying)
 
 
+@pytest.fixture
+async def llm_key(
+    api: httpx.AsyncClient,
+    issue_key: Callable[..., Any],
+    make_settings: MakeSettings,
+    start_worker: Callable[[Settings], Awaitable[None]],
+    testllm: str,
+) -> str:
+    """A worker answering with the test LLM, and a key whose tenant has a document."""
+    await start_worker(make_settings(llm_base_url=f"{testllm}/v1"))
+    key = str(await issue_key("acme"))
+    await ingest(api, key, ROTATION)
+    return key
+
+
 async def _answered_after_a_death(
     api: httpx.AsyncClient, key: str, testllm: str
 ) -> tuple[dict[str, Any], list[str], dict[str, Any], int]:
@@ -119,21 +134,13 @@ async def _answered_after_a_death(
 
 
 async def test_a_rerun_after_the_whole_answer_finishes_it_without_the_llm(
-    api: httpx.AsyncClient,
-    issue_key: Callable[..., Any],
-    make_settings: MakeSettings,
-    start_worker: Callable[[Settings], Awaitable[None]],
-    testllm: str,
-    monkeypatch: pytest.MonkeyPatch,
+    api: httpx.AsyncClient, llm_key: str, testllm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker dies after the whole answer was generated, streamed and paid for, just
     before the job completes: the re-run completes it with that answer, without a second
     LLM call, and the stream carries one answer.completed; usage counts one completion."""
-    await start_worker(make_settings(llm_base_url=f"{testllm}/v1"))
-    key = await issue_key("acme")
-    await ingest(api, key, ROTATION)
     die_once(monkeypatch, "finish", before=True, when="completed")
-    job, names, usage, calls = await _answered_after_a_death(api, key, testllm)
+    job, names, usage, calls = await _answered_after_a_death(api, llm_key, testllm)
     assert job["status"] == "completed"
     assert job["result"]["degraded"] is False
     assert (calls, names.count("answer.completed"), usage["jobs"]["completed"]) == (1, 1, 1)
@@ -141,20 +148,12 @@ async def test_a_rerun_after_the_whole_answer_finishes_it_without_the_llm(
 
 
 async def test_a_job_is_counted_in_usage_even_if_its_worker_dies_right_after(
-    api: httpx.AsyncClient,
-    issue_key: Callable[..., Any],
-    make_settings: MakeSettings,
-    start_worker: Callable[[Settings], Awaitable[None]],
-    testllm: str,
-    monkeypatch: pytest.MonkeyPatch,
+    api: httpx.AsyncClient, llm_key: str, testllm: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker dies right after the job's terminal event is written: /v1/usage still
     counts the completion and its tokens (they are counted in the same step)."""
-    await start_worker(make_settings(llm_base_url=f"{testllm}/v1"))
-    key = await issue_key("acme")
-    await ingest(api, key, ROTATION)
     die_once(monkeypatch, "append", before=False, when="job.completed")
-    job, names, usage, calls = await _answered_after_a_death(api, key, testllm)
+    job, names, usage, calls = await _answered_after_a_death(api, llm_key, testllm)
     tokens = job["result"]["usage"]
     assert (job["status"], calls, names.count("job.completed")) == ("completed", 1, 1)
     assert usage["jobs"]["completed"] == 1

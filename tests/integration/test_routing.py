@@ -86,21 +86,6 @@ async def llm_process() -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]
         await proc.wait()
 
 
-@pytest.fixture
-async def make_llm(redis: Redis, keys: Keys) -> AsyncIterator[Callable[[Settings], LLMClient]]:
-    """Build LLM clients on the test Redis; closed at teardown."""
-    clients: list[LLMClient] = []
-
-    def make(settings: Settings) -> LLMClient:
-        client = LLMClient(settings, redis=redis, keys=keys)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.aclose()
-
-
 def citations_of(*chunk_ids: str) -> list[Citation]:
     """Citations of these chunks, in this order, each with a quotable sentence."""
     return [
