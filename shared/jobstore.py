@@ -56,6 +56,7 @@ end
 local function mark_done(done, status, ttl, job)
   redis.call('XADD', done, '0-1', 'status', status)
   redis.call('PEXPIRE', done, ttl)
+  redis.call('HDEL', job, 'pending_result')  -- a re-run's shortcut, needless from now on
   local id = redis.call('HGET', job, 'id')
   local lease = redis.call('HGET', job, 'lease')
   if lease then redis.call('ZREM', lease, id) end
@@ -188,7 +189,6 @@ redis.call('PEXPIRE', KEYS[2], ARGV[1])
 local last = ARGV[3 + 2 * n]
 if last == 'job.completed' or last == 'job.failed' then
   mark_done(KEYS[3], string.sub(last, 5), ARGV[1], KEYS[1])
-  redis.call('HDEL', KEYS[1], 'pending_result')
   for i = 0, m - 1 do redis.call('HINCRBY', KEYS[4], ARGV[at + 1 + 2 * i], ARGV[at + 2 + 2 * i]) end
   if m > 0 then redis.call('EXPIRE', KEYS[4], ARGV[3]) end
 end
