@@ -26,6 +26,7 @@ PROBLEMS: dict[type[errors.RagqError], tuple[int, str, str]] = {
     errors.RateLimited: (429, "rate-limited", "Rate limit exceeded"),
     errors.BudgetExhausted: (429, "budget-exhausted", "Budget exhausted"),
     errors.Overloaded: (429, "overloaded", "Overloaded"),
+    errors.HeadersTooLarge: (431, "headers-too-large", "Request header fields too large"),
     errors.NotReady: (503, "not-ready", "Not ready"),
     errors.Timeout: (504, "timeout", "Timeout"),
     errors.UpstreamError: (502, "upstream-error", "Upstream error"),

@@ -1,5 +1,5 @@
-"""Pure ASGI middleware: request ids, access logs and HTTP metrics, and body limits
-enforced while reading."""
+"""Pure ASGI middleware: request ids, access logs and HTTP metrics, a header size limit,
+and body limits enforced while reading."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import fastapi.routing
 import structlog
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.errors import problem
+from api.errors import problem, ragq_error_response
 from shared.config import Settings
+from shared.errors import HeadersTooLarge
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -94,6 +96,28 @@ class RequestContextMiddleware:
                 status=status,
                 latency_ms=round(elapsed_s * 1000, 1),
             )
+
+
+class HeaderLimitMiddleware:
+    """Refuse a request whose header fields (names plus values) total more than the limit
+    with 431, before authentication, routing or the body: uvicorn with httptools sets no
+    limit of its own. It sits inside `RequestContextMiddleware`, which only looks up
+    `X-Request-ID`, so the refusal carries a request id and is logged and counted."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.limit = settings.max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope["headers"])
+            if size > self.limit:
+                error = HeadersTooLarge(
+                    f"request headers of {size} bytes are over the limit of {self.limit} bytes"
+                )
+                await ragq_error_response(Request(scope), error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

@@ -5,6 +5,7 @@ RagqError
 ├── NotFound
 ├── Conflict
 ├── PayloadTooLarge
+├── HeadersTooLarge
 ├── UnsupportedMediaType
 ├── InvalidInput
 ├── RateLimited
@@ -53,6 +54,10 @@ class Conflict(RagqError):
 
 class PayloadTooLarge(RagqError):
     """The request body is larger than this route accepts."""
+
+
+class HeadersTooLarge(RagqError):
+    """The request's header fields are larger than the API accepts."""
 
 
 class UnsupportedMediaType(RagqError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Annotated, Any
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 import structlog
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import ApiKeyDep, ClientsDep, TenantDep
@@ -282,31 +284,61 @@ async def cancel_job(job_id: str, clients: ClientsDep, tenant: TenantDep) -> Job
     return to_public(await _load(clients, tenant, job_id))
 
 
-def _start_after(last_event_id: str | None, starting_after: int | None) -> int:
+# a Redis stream id part is an unsigned 64-bit integer: events are `0-<sequence>`
+MAX_EVENT_ID = 2**64 - 1
+_EVENT_ID = re.compile(r"[0-9]{1,20}")  # ASCII digits only: str.isdigit() also takes "²"
+_QUERY_LOC = ("query", "starting_after")
+_HEADER_LOC = ("header", "Last-Event-ID")
+
+
+def _bad_event_id(loc: tuple[str, str], detail: str) -> InvalidInput:
+    return InvalidInput(detail, extra={"errors": [{"loc": list(loc), "msg": detail}]})
+
+
+def _start_after(
+    last_event_id: str | None, starting_after: int | None
+) -> tuple[int, tuple[str, str]]:
+    """The sequence number to resume after, and where it came from (for error locations)."""
     if starting_after is not None:
-        return starting_after
+        return starting_after, _QUERY_LOC
     if last_event_id is None:
-        return 0
-    if not last_event_id.strip().isdigit():
-        raise InvalidInput("Last-Event-ID must be an event sequence number.")
-    return int(last_event_id)
+        return 0, _QUERY_LOC
+    text = last_event_id.strip(" \t")
+    if not _EVENT_ID.fullmatch(text) or int(text) > MAX_EVENT_ID:
+        raise _bad_event_id(
+            _HEADER_LOC, f"Last-Event-ID must be an event sequence number (0 to {MAX_EVENT_ID})."
+        )
+    return int(text), _HEADER_LOC
 
 
 def _event_stream(clients: ClientsDep, job_id: str, after: int) -> EventSourceResponse:
     settings = clients.settings
+    wait_ms = int(settings.sse_ping_s * 1000)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         position = after
-        block_ms = int(settings.sse_ping_s * 1000)
-        while True:
-            batch = await clients.jobs.read_events(job_id, position, block_ms=block_ms)
-            if not batch and await clients.jobs.get(job_id) is None:
-                return  # the job expired while we waited
-            for event in batch:
-                yield ServerSentEvent(data=event.data, event=event.name, id=str(event.sequence))
-                position = event.sequence
-                if event.terminal:
-                    return
+        block_ms: int | None = None  # the first read never waits: a finished job ends at once
+        try:
+            while True:
+                batch = await clients.jobs.read_events(job_id, position, block_ms=block_ms)
+                block_ms = wait_ms
+                if not batch:
+                    record = await clients.jobs.get(job_id)
+                    if record is None:
+                        return  # the job expired while we waited
+                    if record["status"] in TERMINAL_STATUSES:
+                        # its terminal event was written with the status: read once more,
+                        # in case both landed after the read above; then nothing can follow
+                        batch = await clients.jobs.read_events(job_id, position, block_ms=None)
+                        if not batch:
+                            return
+                for event in batch:
+                    yield ServerSentEvent(data=event.data, event=event.name, id=str(event.sequence))
+                    position = event.sequence
+                    if event.terminal:
+                        return
+        except RedisError as exc:  # the response has started: end it, the client resumes
+            log.warning("sse.redis_unavailable", job_id=job_id, after=position, error=str(exc))
 
     return EventSourceResponse(
         events(),
@@ -325,11 +357,17 @@ async def job_events(
     clients: ClientsDep,
     tenant: TenantDep,
     last_event_id: LastEventId = None,
-    starting_after: Annotated[int | None, Query(ge=0)] = None,
+    starting_after: Annotated[int | None, Query(ge=0, le=MAX_EVENT_ID)] = None,
 ) -> EventSourceResponse:
     """Stream a job's events: replay from the start (or a resume point), then follow live."""
-    await _load(clients, tenant, job_id)
-    return _event_stream(clients, job_id, _start_after(last_event_id, starting_after))
+    record = await _load(clients, tenant, job_id)
+    after, where = _start_after(last_event_id, starting_after)
+    written = int(record.get("seq", "0"))  # events so far; a terminal job's last is its end
+    if after > written and record["status"] not in TERMINAL_STATUSES:
+        raise _bad_event_id(
+            where, f"Job {job_id} has {written} events so far; there is no event {after} yet."
+        )
+    return _event_stream(clients, job_id, after)
 
 
 @router.post(
