@@ -16,6 +16,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
+from starlette.types import ASGIApp
 
 from shared.apikeys import ApiKeyStore
 from shared.config import Settings
@@ -83,8 +84,9 @@ async def issue_key(redis: Redis, keys: Keys) -> Callable[..., Any]:
 
 
 @contextlib.asynccontextmanager
-async def api_with(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with these settings in-process, lifespan running, behind an httpx client."""
+async def app_with(settings: Settings) -> AsyncIterator[tuple[ASGIApp, httpx.AsyncClient]]:
+    """The app with these settings in-process, lifespan running, and an httpx client of it
+    (the app too, for tests that drive it at the ASGI level)."""
     from api.app import create_app
 
     app = create_app(settings)
@@ -94,6 +96,13 @@ async def api_with(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             transport=httpx.ASGITransport(app=manager.app), base_url="http://ragq.test"
         ) as client,
     ):
+        yield manager.app, client
+
+
+@contextlib.asynccontextmanager
+async def api_with(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with these settings in-process, lifespan running, behind an httpx client."""
+    async with app_with(settings) as (_, client):
         yield client
 
 

@@ -88,6 +88,28 @@ async def _stopped(task: asyncio.Task[None]) -> None:
     pytest.fail("the in-process worker did not stop within 60 s (task stacks above)")
 
 
+Answering = Callable[[Settings], Awaitable[str]]
+
+
+@pytest.fixture
+def answering(
+    api: httpx.AsyncClient,
+    issue_key: Callable[..., Awaitable[str]],
+    start_worker: Callable[[Settings], Awaitable[None]],
+) -> Answering:
+    """`await answering(settings)`: a worker with these settings, and the key of a tenant
+    (acme) whose corpus holds the key-rotation document."""
+    from tests.integration.test_job_path import ROTATION
+
+    async def start(settings: Settings) -> str:
+        await start_worker(settings)
+        key = await issue_key("acme")
+        await ingest(api, key, ROTATION)
+        return key
+
+    return start
+
+
 @pytest.fixture
 async def worker(settings: Settings, start_worker: Callable[[Settings], Awaitable[None]]) -> None:
     """A worker with the default test settings (no LLM)."""

@@ -7,21 +7,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import structlog
-from asgi_lifespan import LifespanManager
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message
 
 from shared.apikeys import ApiKeyStore
 from shared.redis_keys import Keys
-from tests.conftest import MakeSettings, api_with
+from tests.conftest import MakeSettings, api_with, app_with
 from tests.integration.conftest import auth, finished, ingest, sse_events
 
 pytestmark = pytest.mark.integration
@@ -212,10 +211,10 @@ async def test_resuming_before_a_finished_jobs_end_replays_the_rest(
     assert [(seq, name) for seq, name, _ in events] == [(2, "job.cancelled")]
 
 
-async def _status_of_stream(app: ASGIApp, path: str, headers: dict[str, str]) -> int:
-    """The status an event stream answers with, read from its `http.response.start`,
-    then hang up (httpx's ASGI transport would wait for the end of a stream that may not end)."""
-    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+def _request_then_hang_up(
+    until: Callable[[], Awaitable[object]],
+) -> Callable[[], Awaitable[Message]]:
+    """An ASGI `receive` that gives a GET's empty body, then disconnects once `until()` is done."""
     requested = False
 
     async def receive() -> Message:
@@ -223,8 +222,17 @@ async def _status_of_stream(app: ASGIApp, path: str, headers: dict[str, str]) ->
         if not requested:
             requested = True
             return {"type": "http.request", "body": b"", "more_body": False}
-        await started  # hang up once the status is known
+        await until()
         return {"type": "http.disconnect"}
+
+    return receive
+
+
+async def _status_of_stream(app: ASGIApp, path: str, headers: dict[str, str]) -> int:
+    """The status an event stream answers with, read from its `http.response.start`,
+    then hang up (httpx's ASGI transport would wait for the end of a stream that may not end)."""
+    started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    receive = _request_then_hang_up(lambda: started)  # once the status is known
 
     async def send(message: Message) -> None:
         if message["type"] == "http.response.start" and not started.done():
@@ -263,20 +271,12 @@ async def test_resuming_past_a_running_jobs_last_event_is_a_422(
     make_settings: MakeSettings, redis: Redis, issue_key: Callable[..., Any], resume: str
 ) -> None:
     """Resuming after an event a queued job has not reached gets 422, not a stream left waiting."""
-    from api.app import create_app
-
     key = await issue_key("acme")
-    app = create_app(make_settings())
-    async with (
-        LifespanManager(app) as manager,
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=manager.app), base_url="http://ragq.test"
-        ) as api,
-    ):
+    async with app_with(make_settings()) as (app, api):
         job_id = await queued_job(api, key)
         path = f"/v1/jobs/{job_id}/events" + ("?starting_after=2" if resume == "query" else "")
         headers = {**auth(key), **({"Last-Event-ID": "2"} if resume == "header" else {})}
-        status = await _status_of_stream(manager.app, path, headers)
+        status = await _status_of_stream(app, path, headers)
     assert status == 422
 
 
@@ -319,24 +319,16 @@ async def test_redis_outage_ends_a_live_stream_with_one_warning(
     make_settings: MakeSettings,
 ) -> None:
     """Redis going away under a live stream ends it cleanly, with one warning."""
-    from api.app import create_app
-
     async with private_redis() as (url, server):
         settings = make_settings(redis_url=url, redis_timeout_s=1.0)
         seeding = Redis.from_url(url, decode_responses=True)
         key, _ = await ApiKeyStore(seeding, Keys(settings.key_prefix)).create("acme")
         await seeding.aclose()
-        app = create_app(settings)
-        async with (
-            LifespanManager(app) as manager,
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=manager.app), base_url="http://ragq.test"
-            ) as api,
-        ):
+        async with app_with(settings) as (app, api):
             job_id = await queued_job(api, key)
             with structlog.testing.capture_logs() as logs:
                 body = await _stream_until_outage(
-                    manager.app, f"/v1/jobs/{job_id}/events", auth(key), server
+                    app, f"/v1/jobs/{job_id}/events", auth(key), server
                 )
     warnings = [(e["event"], e["log_level"]) for e in logs if e.get("job_id") == job_id]
     events = [line for line in body.splitlines() if line.startswith(("id:", "event:"))]
@@ -352,15 +344,7 @@ async def _stream_until_outage(
     fails the test, as it would reach the server)."""
     chunks: list[bytes] = []
     ended = asyncio.Event()
-    requested = False
-
-    async def receive() -> Message:
-        nonlocal requested
-        if not requested:
-            requested = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await ended.wait()
-        return {"type": "http.disconnect"}
+    receive = _request_then_hang_up(ended.wait)
 
     async def send(message: Message) -> None:
         if message["type"] != "http.response.body":

@@ -4,7 +4,6 @@ which error a call reports once its own failures opened the endpoint's breaker (
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from shared.config import Settings
 from shared.errors import UpstreamUnavailable
 from shared.schemas.jobs import Usage
 from tests.conftest import MakeSettings
-from tests.integration.conftest import MakeLLM, ingest
+from tests.integration.conftest import Answering, MakeLLM
 from tests.integration.test_breaker import (
     ANSWER,
     MESSAGES,
@@ -23,13 +22,11 @@ from tests.integration.test_breaker import (
     chat_requests,
     submit,
 )
-from tests.integration.test_job_path import ROTATION
 from tests.integration.test_llm_path import control
 from workers.rag.llm import LLMClient
 from workers.rag.replies import Completion
 
 pytestmark = pytest.mark.integration
-StartWorker = Callable[[Settings], Awaitable[None]]
 MODEL = "qwen2.5-7b-instruct"
 OPEN_S = 3600.0  # seconds: a breaker opened here stays open for the rest of the test
 
@@ -131,18 +128,12 @@ async def test_a_valid_stream_without_text_is_no_answer_from_a_healthy_endpoint(
 
 
 async def test_a_job_given_a_plain_completion_answers_with_it(
-    api: httpx.AsyncClient,
-    issue_key: Callable[..., Any],
-    make_settings: MakeSettings,
-    start_worker: StartWorker,
-    testllm: str,
+    api: httpx.AsyncClient, answering: Answering, make_settings: MakeSettings, testllm: str
 ) -> None:
     """A job whose LLM answers the stream request with a plain chat.completion completes
     with that content and its usage, not degraded."""
     await control(testllm, stream_reply="json")
-    await start_worker(llm_settings(make_settings, testllm))
-    key = await issue_key("acme")
-    await ingest(api, key, ROTATION)
+    key = await answering(llm_settings(make_settings, testllm))
     result = (await submit(api, key, "What is VLT-4031?"))["result"]
     assert (result["degraded"], result["answer"].startswith(ANSWER_PREFIX)) == (False, True)
     assert result["usage"]["completion_tokens"] == len(result["answer"].split())
@@ -152,17 +143,14 @@ async def test_a_job_given_a_plain_completion_answers_with_it(
 async def test_a_job_given_no_valid_answer_degrades_instead_of_completing_empty(
     reply: str,
     api: httpx.AsyncClient,
-    issue_key: Callable[..., Any],
+    answering: Answering,
     make_settings: MakeSettings,
-    start_worker: StartWorker,
     testllm: str,
 ) -> None:
     """Nonsense, a stream without a finish_reason or one without text: the job completes
     degraded (llm_unavailable) with the extractive answer, never as an empty success."""
     await control(testllm, stream_reply=reply)
-    await start_worker(llm_settings(make_settings, testllm))
-    key = await issue_key("acme")
-    await ingest(api, key, ROTATION)
+    key = await answering(llm_settings(make_settings, testllm))
     job = await submit(api, key, "What is VLT-4031?")
     result = job["result"] or {}
     outcome = (job["status"], result.get("degraded"), result.get("degraded_reason"))
@@ -183,9 +171,8 @@ async def test_a_job_reports_its_own_failure_not_the_breaker_it_opened(
     overrides: dict[str, float],
     reason: str,
     api: httpx.AsyncClient,
-    issue_key: Callable[..., Any],
+    answering: Answering,
     make_settings: MakeSettings,
-    start_worker: StartWorker,
     testllm: str,
 ) -> None:
     """A call that timed out (or failed) and opened the breaker by it, so that its retry is
@@ -193,9 +180,7 @@ async def test_a_job_reports_its_own_failure_not_the_breaker_it_opened(
     breaker refuses before any request."""
     await control(testllm, **fault)
     settings = llm_settings(make_settings, testllm, llm_retries=2, breaker_failures=1, **overrides)
-    await start_worker(settings)
-    key = await issue_key("acme")
-    await ingest(api, key, ROTATION)
+    key = await answering(settings)
     first = (await submit(api, key, "What is VLT-4031?"))["result"]
     second = (await submit(api, key, "What is VLT-4031? (again)"))["result"]
     assert (first["degraded_reason"], second["degraded_reason"]) == (reason, "circuit_open")

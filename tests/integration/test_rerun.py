@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -14,13 +13,11 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from shared.config import Settings
 from shared.jobstore import JobStore
 from shared.redis_keys import Keys
 from shared.schemas.jobs import JobCreate
 from tests.conftest import MakeSettings
-from tests.integration.conftest import auth, finished, ingest, sse_events
-from tests.integration.test_job_path import ROTATION
+from tests.integration.conftest import Answering, auth, finished, sse_events
 from workers.jobs.answer import JobStopped, _Emitter
 
 pytestmark = pytest.mark.integration
@@ -102,18 +99,9 @@ def die_once(monkeypatch: pytest.MonkeyPatch, method: str, *, before: bool, when
 
 
 @pytest.fixture
-async def llm_key(
-    api: httpx.AsyncClient,
-    issue_key: Callable[..., Any],
-    make_settings: MakeSettings,
-    start_worker: Callable[[Settings], Awaitable[None]],
-    testllm: str,
-) -> str:
+async def llm_key(answering: Answering, make_settings: MakeSettings, testllm: str) -> str:
     """A worker answering with the test LLM, and a key whose tenant has a document."""
-    await start_worker(make_settings(llm_base_url=f"{testllm}/v1"))
-    key = str(await issue_key("acme"))
-    await ingest(api, key, ROTATION)
-    return key
+    return await answering(make_settings(llm_base_url=f"{testllm}/v1"))
 
 
 async def _answered_after_a_death(
