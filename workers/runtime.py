@@ -1,4 +1,4 @@
-"""arq's Worker with two measured weaknesses removed (see ARQ-NOTES.md, arq pinned 0.28.*).
+"""arq's Worker with three measured weaknesses removed (see ARQ-NOTES.md, arq pinned 0.28.*).
 
 * Pickup: instead of sleeping `poll_delay` between polls, an idle worker with a free
   slot blocks on the queue's notify list (the API pushes a token per enqueue), so a
@@ -125,6 +125,8 @@ class RagqWorker(Worker):
         it interrupted stay queued (arq removes a job only when it finishes) to run again.
         Any other error ends the loop: the caller exits non-zero."""
         await self._connect()
+        if self._pool is None:  # stopped before Redis ever answered
+            return
         self.ctx.setdefault("redis", self.pool)
         if self.on_startup:
             await self.on_startup(self.ctx)
