@@ -17,4 +17,7 @@ echo "== pytest"; pytest -p no:cacheprovider --cov --cov-report=term "$@"
 # the API, every question of data/deploy_eval.jsonl asked. Thresholds sit a margin below the
 # measured level (docs/EVAL.md explains why keyword hit rate is gated at 0.55, not 0.85).
 echo "== deploy eval gate"
-python scripts/eval_gate.py --threshold 0.55 --min-hit-at-k 0.85 --min-mrr 0.72 --json-out .venv/eval-report.json
+# It flushes its Redis DB: the tests' own, which pytest has left empty, so two test runs on
+# different DBs (RAGQ_TEST_REDIS_URL) never share one.
+python scripts/eval_gate.py --redis-url "$RAGQ_TEST_REDIS_URL" \
+  --threshold 0.55 --min-hit-at-k 0.85 --min-mrr 0.72 --json-out .venv/eval-report.json
