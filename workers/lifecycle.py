@@ -126,7 +126,7 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
         keys=keys,
         redis=redis,
         redis_blocking=redis_blocking,
-        beat_redis=make_redis(settings, max_connections=1, client_name=f"ragq-worker:{worker_id}"),
+        beat_redis=make_redis(settings, max_connections=1, client_name=beat_client_name(worker_id)),
         jobs=JobStore(
             redis, keys, ttl_s=settings.result_ttl_s, events_max_len=settings.events_max_len
         ),
@@ -173,6 +173,11 @@ def _fallback_client(settings: Settings, redis: Redis, keys: Keys) -> LLMClient 
     )
 
 
+def beat_client_name(worker_id: str) -> str:
+    """The name of the connection a worker beats on (readiness checks it is still there)."""
+    return f"ragq-worker:{worker_id}"
+
+
 async def beat(rt: Runtime) -> bool:
     """Tell readiness checks that this worker lives, and how its dependencies look; False
     when Redis could not be told.
@@ -196,7 +201,7 @@ async def beat(rt: Runtime) -> bool:
             "queues": list(rt.queues),
             "running": len(rt.running),
             "client_id": await rt.beat_redis.client_id(),
-            "client_name": f"ragq-worker:{rt.worker_id}",
+            "client_name": beat_client_name(rt.worker_id),
         }
         await rt.beat_redis.hset(  # type: ignore[misc]
             rt.keys.workers, rt.worker_id, json.dumps({**beat, **rt.status})

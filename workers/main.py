@@ -63,6 +63,11 @@ class WorkerSettings:
         }
 
 
+class WorkerCrashed(Exception):
+    """A queue loop ended by itself (an error other than Redis being away): the process
+    exits non-zero so that its supervisor restarts it."""
+
+
 async def serve(
     settings: Settings,
     queues: tuple[str, ...],
@@ -129,11 +134,6 @@ async def serve(
         log.info("worker.stopped", crashed=crash is not None)
     if crash is not None:
         raise WorkerCrashed("a queue loop ended without being asked to") from crash
-
-
-class WorkerCrashed(Exception):
-    """A queue loop ended by itself (an error other than Redis being away): the process
-    exits non-zero so that its supervisor restarts it."""
 
 
 def _crash(
