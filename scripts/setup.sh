@@ -21,18 +21,23 @@ if ! "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null; then
   fi
 fi
 
-# 1. The virtualenv, reinstalled only when pyproject.toml changes.
+# 1. The virtualenv: every dependency from the lock (exact versions, hash-checked; made by
+#    scripts/lock.sh for Python 3.11 on Linux x86_64), then ragq itself from this tree with
+#    --no-deps. Reinstalled only when pyproject.toml or the lock changes.
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PYTHON" -m venv .venv
 fi
+lock=requirements/dev.lock
 stamp=.venv/.ragq-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml "$lock" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  say "installing ragq and its dependencies into .venv"
+  say "installing ragq and its dependencies ($lock) into .venv"
   log=.venv/pip.log
-  if ! { .venv/bin/python -m pip install --disable-pip-version-check -U pip &&
-         .venv/bin/python -m pip install --disable-pip-version-check -e '.[dev]'; } >"$log" 2>&1 ||
+  pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
+  if ! { pip install -U pip &&
+         pip install --require-hashes -r "$lock" &&
+         pip install --no-deps -e .; } >"$log" 2>&1 ||
      ! .venv/bin/python -c 'import api, workers, shared, arq, qdrant_client, wordllama' 2>>"$log"; then
     tail -n 30 "$log" >&2
     say "install failed (full log: $log)"
