@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from shared.config import Settings
+from workers.rag.bert import MAX_TOKENS, MiniLMEncoder
 from workers.rag.embeddings import build_embedder
-from workers.rag.minilm import MAX_TOKENS, MiniLMEmbedder, MiniLMEncoder, model_dir
+from workers.rag.minilm import MiniLMEmbedder, model_dir
 
 THREAD_PREFIX = "test-minilm"
 REFERENCE = json.loads(

@@ -1,9 +1,10 @@
 """A circuit breaker per LLM endpoint whose state lives in Redis, shared by every worker process.
 
-One Lua script before a call (`acquire`: allowed, open, or the single half-open probe) and
-one after (`record`), each a single atomic round trip. Time is Redis `TIME`, read inside
-the scripts, so the workers' clocks never matter (Redis ≥ 5 replicates script effects, so
-reading the clock before writing is allowed). Keys, under `Keys.breaker(target)`:
+One Redis script before a call (`shared/lua/breaker_acquire.lua`: allowed, open, or the
+single half-open probe) and one after (`breaker_record.lua`), each a single atomic round
+trip. Time is Redis `TIME`, read inside the scripts, so the workers' clocks never matter
+(Redis ≥ 5 replicates script effects, so reading the clock before writing is allowed).
+Keys, under `Keys.breaker(target)`:
 
 - the hash: `open_until` (ms; absent = closed), `probe_until` (ms, the probe's lease),
   `consecutive` (failures in a row);
@@ -15,6 +16,7 @@ endpoint's keys vanish by themselves and an expired breaker is simply closed.
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -24,105 +26,12 @@ from redis.exceptions import RedisError
 
 from shared.config import Settings
 from shared.logging import get_logger
+from shared.lua import source
 from shared.metrics import CIRCUIT_OPEN
 from shared.redis_keys import Keys
 
 log = get_logger("workers.breaker")
 Verdict = Literal["allowed", "open", "probe"]
-
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
-
-# KEYS[1]: the hash. ARGV: probe lease (ms), TTL (ms).
-# Returns {verdict, ms}: "allowed"; "open" and the ms until it may change; "probe" and
-# the lease's end, which names this probe for `release`.
-_ACQUIRE = (
-    _NOW
-    + """
-local state = redis.call('HMGET', KEYS[1], 'open_until', 'probe_until')
-local open_until = tonumber(state[1] or '0')
-if open_until == 0 then return {'allowed', 0} end
-if now < open_until then return {'open', open_until - now} end
-local probe_until = tonumber(state[2] or '0')
-if now < probe_until then return {'open', probe_until - now} end
-local lease = now + tonumber(ARGV[1])
-redis.call('HSET', KEYS[1], 'probe_until', lease)
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {'probe', lease}
-"""
-)
-
-# KEYS: the hash, :calls, :fails. ARGV: ok (0|1), probe (0|1), a member unique to the
-# attempt, failures, failure ratio, window (ms), min calls, open period (ms), TTL (ms).
-# Returns {transition ("opened", "closed" or ""), consecutive failures, calls, fails}.
-_RECORD = (
-    _NOW
-    + """
-local ok, probe = ARGV[1] == '1', ARGV[2] == '1'
-local open_ms, ttl = tonumber(ARGV[8]), ARGV[9]
-local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
-if open_until > 0 then
-  if probe and now >= open_until then
-    if ok then
-      redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-      return {'closed', 0, 0, 0}
-    end
-    redis.call('HSET', KEYS[1], 'open_until', now + open_ms)
-    redis.call('HDEL', KEYS[1], 'probe_until')
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    return {'opened', 0, 0, 0}
-  end
-  -- a call admitted before the breaker opened: its outcome no longer matters
-  return {'', 0, 0, 0}
-end
-local since = now - tonumber(ARGV[6])
-redis.call('ZADD', KEYS[2], now, ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', since)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', since)
-local consecutive = 0
-if ok then
-  redis.call('HSET', KEYS[1], 'consecutive', 0)
-else
-  redis.call('ZADD', KEYS[3], now, ARGV[3])
-  consecutive = redis.call('HINCRBY', KEYS[1], 'consecutive', 1)
-end
-local calls = redis.call('ZCARD', KEYS[2])
-local fails = redis.call('ZCARD', KEYS[3])
-if consecutive >= tonumber(ARGV[4])
-    or (calls >= tonumber(ARGV[7]) and fails / calls >= tonumber(ARGV[5])) then
-  redis.call('DEL', KEYS[2], KEYS[3])
-  redis.call('HSET', KEYS[1], 'open_until', now + open_ms, 'consecutive', 0)
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  return {'opened', consecutive, calls, fails}
-end
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ttl) end
-return {'', consecutive, calls, fails}
-"""
-)
-
-# KEYS[1]: the hash. ARGV[1]: the lease `acquire` granted. Frees the probe slot when
-# its holder ends without an outcome (cancelled), unless a newer probe holds it.
-_RELEASE = """
-if redis.call('HGET', KEYS[1], 'probe_until') == ARGV[1] then
-  redis.call('HDEL', KEYS[1], 'probe_until')
-  return 1
-end
-return 0
-"""
-
-# KEYS: hashes. Returns the ms each breaker stays open (0: closed or half-open).
-_PEEK = (
-    _NOW
-    + """
-local out = {}
-for i, key in ipairs(KEYS) do
-  out[i] = math.max(tonumber(redis.call('HGET', key, 'open_until') or '0') - now, 0)
-end
-return out
-"""
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +82,10 @@ class CircuitBreaker:
         self._open_ms = _ms(open_s)
         self._lease_ms = _ms(probe_lease_s)
         self._ttl_ms = self._window_ms + self._open_ms + self._lease_ms + 1000
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._record = redis.register_script(_RECORD)
-        self._release = redis.register_script(_RELEASE)
-        self._peek = redis.register_script(_PEEK)
+        self._acquire = redis.register_script(source("breaker_acquire"))
+        self._record = redis.register_script(source("breaker_record"))
+        self._release = redis.register_script(source("breaker_release"))
+        self._peek = redis.register_script(source("breaker_peek"))
 
     @classmethod
     def from_settings(cls, redis: Redis, keys: Keys, settings: Settings) -> CircuitBreaker:
@@ -212,20 +121,21 @@ class CircuitBreaker:
 
     async def record(self, target: str, ok: bool, *, probe: bool = False) -> None:
         """Count one call's outcome (`probe`: it was the half-open probe). One round trip."""
-        args: list[str | int] = [
-            int(ok),
-            int(probe),
-            secrets.token_hex(8),  # a redis-py retry of the script re-adds the same member
-            self._failures,
-            repr(self._ratio),
-            self._window_ms,
-            self._min_calls,
-            self._open_ms,
-            self._ttl_ms,
-        ]
+        # integers as strings: they reach the script exact (see breaker_record.lua)
+        args = {
+            "ok": ok,
+            "probe": probe,
+            "member": secrets.token_hex(8),  # a redis-py retry re-adds the same member
+            "failures": str(self._failures),
+            "ratio": self._ratio,
+            "window_ms": str(self._window_ms),
+            "min_calls": str(self._min_calls),
+            "open_ms": str(self._open_ms),
+            "ttl_ms": str(self._ttl_ms),
+        }
         try:
             transition, consecutive, calls, fails = await self._record(
-                keys=self._names(target), args=args
+                keys=self._names(target), args=[json.dumps(args)]
             )
         except RedisError as exc:
             log.warning("breaker.unavailable", target=target, error=str(exc))

@@ -15,7 +15,8 @@ from shared.documents import DocumentStore
 from shared.schemas.common import Scalar
 from shared.schemas.jobs import Citation
 from workers.rag.embeddings import Embedder
-from workers.rag.vectorstore import ChunkStore, Hit, SearchMode
+from workers.rag.points import Hit
+from workers.rag.vectorstore import ChunkStore, SearchMode
 
 OVERFETCH = 3  # candidates per wanted chunk, to survive dropping invisible versions
 # Chunks one document may contribute: on data/deploy_eval.jsonl and Python's FAQ, 3 kept

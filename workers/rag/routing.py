@@ -10,9 +10,10 @@ next replicas instead of piling onto one. With `c ≥ 1` some endpoint is always
 
 In-flight calls are counted in Redis, shared by every worker process, so the cap holds for
 the whole fleet: one sorted set per endpoint (beside its breaker's keys) whose members are
-the calls, scored by a lease's end. Choosing and counting is one script (one round trip),
-ending a call one `ZREM`. A killed worker's calls stop counting when their lease, the job
-timeout, runs out. Redis errors fail open: the walk then ignores the cap.
+the calls, scored by a lease's end. Choosing and counting is one script
+(`shared/lua/routing_acquire.lua`, one round trip), ending a call one `ZREM`. A killed
+worker's calls stop counting when their lease, the job timeout, runs out.
+Redis errors fail open: the walk then ignores the cap.
 """
 
 from __future__ import annotations
@@ -26,33 +27,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.logging import get_logger
+from shared.lua import source
 from shared.redis_keys import Keys
 
 log = get_logger("workers.routing")
 _MILLI = 1000  # the load factor travels as an integer of thousandths: exact ceilings
-
-# KEYS: the candidates' in-flight sets, in walk order. ARGV: load factor (thousandths),
-# lease (ms), this call's member. Returns {position in KEYS (0-based), its in-flight count
-# with this call, the candidates' total with this call, the cap}.
-_ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local n, counts, total = #KEYS, {}, 0
-for i = 1, n do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
-  counts[i] = redis.call('ZCARD', KEYS[i])
-  total = total + counts[i]
-end
-local factor, lease = tonumber(ARGV[1]), tonumber(ARGV[2])
-local cap = math.floor((factor * (total + 1) + 1000 * n - 1) / (1000 * n))
-local chosen = 1
-for i = 1, n do
-  if counts[i] + 1 <= cap then chosen = i break end
-end
-redis.call('ZADD', KEYS[chosen], now + lease, ARGV[3])
-redis.call('PEXPIRE', KEYS[chosen], lease)
-return {chosen - 1, counts[chosen] + 1, total + 1, cap}
-"""
 
 
 def load_cap(in_flight: int, endpoints: int, factor: float) -> int:
@@ -98,7 +77,7 @@ class Router:
         self._names = [f"{keys.breaker(t)}:inflight" for t in self.targets]
         self._factor = round(load_factor * _MILLI)
         self._lease_ms = max(int(lease_s * 1000), 1000)
-        self._acquire = redis.register_script(_ACQUIRE)
+        self._acquire = redis.register_script(source("routing_acquire"))
 
     def order(self, affinity: str) -> list[int]:
         """The endpoints in the order a call with this prompt prefix tries them."""
@@ -113,7 +92,7 @@ class Router:
         try:
             position, load, total, cap = await self._acquire(
                 keys=[self._names[i] for i in candidates],
-                args=[self._factor, self._lease_ms, member],
+                args=[self._factor, self._lease_ms, member, _MILLI],
             )
         except RedisError as exc:
             log.warning("router.unavailable", error=str(exc))
