@@ -9,11 +9,15 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from tests.e2e.conftest import Stack, auth
+from tests.e2e.conftest import Stack, auth, finished
 from tests.e2e.test_stack import DOC
 
 pytestmark = pytest.mark.e2e
-LAPSE_DEADLINE_S = 30.0  # the lease lapses one lock TTL (3 s here) after its worker died
+# seconds: a running job's lease lives one lock TTL past its worker's last renewal (every
+# third of it), so the cap holds for at least 6 s after the SIGKILL: wide enough for the
+# next submit to come within it on a loaded machine
+LOCK_TTL_S = 9
+LAPSE_DEADLINE_S = 60.0  # the lease lapses one lock TTL after its worker died: fail long after
 
 
 async def _in_progress(client: httpx.AsyncClient, question: str) -> str:
@@ -32,6 +36,7 @@ async def test_a_killed_workers_job_gives_its_concurrency_lease_back(stack: Stac
     """`--max-concurrent 1`: while the job of a SIGKILLed worker may still be alive, the cap
     holds; its lease then lapses by itself (no worker alive to renew it), the key may submit
     again, and once a new worker finishes both jobs the key has no lease left."""
+    stack.env["RAGQ_LOCK_TTL_S"] = str(LOCK_TTL_S)
     await stack.start_llm("--token-latency-ms", "100")
     await stack.start_worker()
     await stack.start_api()
@@ -52,10 +57,7 @@ async def test_a_killed_workers_job_gives_its_concurrency_lease_back(stack: Stac
             await asyncio.sleep(0.2)
 
         await stack.start_worker("worker2")
-        done = [
-            (await client.get(f"/v1/jobs/{job_id}?wait=30")).json()
-            for job_id in (first, second.json()["id"])
-        ]
+        done = [await finished(client, job_id) for job_id in (first, second.json()["id"])]
         third = await client.post("/v1/jobs", json=body)
     assert held.status_code == 429
     assert held.json()["type"].endswith("/rate-limited")

@@ -44,7 +44,7 @@ async def test_second_embedding_of_a_text_comes_from_the_cache(
 ) -> None:
     """Texts embedded once are served from Redis after that, in the caller's order, with
     the same vectors; only new texts reach the model."""
-    cache = CachedEmbedder(model, redis, keys, ttl_s=60)
+    cache = CachedEmbedder(model, redis, keys, ttl_s=3600)  # outlives the test, however slow
     first = await cache.embed(["rotate keys", "refund window"])
     second = await cache.embed(["refund window", "new text", "rotate keys"])
     direct = await model.inner.embed(["refund window", "new text", "rotate keys"])

@@ -14,14 +14,9 @@ from shared.config import Settings
 from shared.errors import UpstreamUnavailable
 from shared.schemas.jobs import Usage
 from tests.conftest import MakeSettings
+from tests.integration.breakers import ANSWER, MESSAGES, breaker_settings, chat_requests
 from tests.integration.conftest import Answering, MakeLLM
-from tests.integration.test_breaker import (
-    ANSWER,
-    MESSAGES,
-    breaker_settings,
-    chat_requests,
-    submit,
-)
+from tests.integration.test_breaker_jobs import submit
 from tests.integration.test_llm_path import control
 from workers.rag.llm import LLMClient
 from workers.rag.replies import Completion

@@ -18,13 +18,14 @@ from shared.redis_keys import Keys
 from shared.schemas.jobs import JobCreate
 from tests.conftest import MakeSettings
 from tests.integration.conftest import Answering, auth, finished, sse_events
-from workers.jobs.answer import JobStopped, _Emitter
+from workers.jobs.resume import Emitter, JobStopped
 
 pytestmark = pytest.mark.integration
 
 
 async def _job(redis: Redis, keys: Keys) -> tuple[JobStore, str]:
-    store = JobStore(redis, keys, ttl_s=60, events_max_len=1000)
+    # an hour: the job and its events outlive the test however slowly the machine runs it
+    store = JobStore(redis, keys, ttl_s=3600, events_max_len=1000)
     submitted = await store.submit(
         job_id="job_rerun", tenant="acme", request=JobCreate(question="q"), request_id="r"
     )
@@ -45,9 +46,9 @@ async def _emit_all(emitter: Any, tokens: list[str]) -> None:
 async def test_rerun_skips_the_text_already_streamed(redis: Redis, keys: Keys) -> None:
     """The same answer regenerated emits only what the first attempt had not sent."""
     store, job_id = await _job(redis, keys)
-    first = _Emitter(SimpleNamespace(jobs=store), job_id, "")  # type: ignore[arg-type]
+    first = Emitter(SimpleNamespace(jobs=store), job_id, "")  # type: ignore[arg-type]
     await _emit_all(first, ["Rotate ", "the ", "ke"])
-    second = _Emitter(SimpleNamespace(jobs=store), job_id, first.text)  # type: ignore[arg-type]
+    second = Emitter(SimpleNamespace(jobs=store), job_id, first.text)  # type: ignore[arg-type]
     await _emit_all(second, ["Rotate ", "the ", "key ", "weekly."])
     assert "".join(await _deltas(store, job_id)) == "Rotate the key weekly."
     assert second.text == "Rotate the key weekly."
@@ -59,9 +60,9 @@ async def test_rerun_that_diverges_keeps_deltas_equal_to_the_answer(
     """If the regenerated text differs, the answer continues after what was streamed,
     so deltas and answer never disagree."""
     store, job_id = await _job(redis, keys)
-    first = _Emitter(SimpleNamespace(jobs=store), job_id, "")  # type: ignore[arg-type]
+    first = Emitter(SimpleNamespace(jobs=store), job_id, "")  # type: ignore[arg-type]
     await _emit_all(first, ["Alpha ", "beta "])
-    second = _Emitter(SimpleNamespace(jobs=store), job_id, first.text)  # type: ignore[arg-type]
+    second = Emitter(SimpleNamespace(jobs=store), job_id, first.text)  # type: ignore[arg-type]
     await _emit_all(second, ["Alpha ", "gamma ", "delta."])
     assert "".join(await _deltas(store, job_id)) == second.text
     assert second.text.startswith("Alpha beta ")
@@ -70,8 +71,10 @@ async def test_rerun_that_diverges_keeps_deltas_equal_to_the_answer(
 async def test_emitting_into_a_cancelled_job_stops_the_job(redis: Redis, keys: Keys) -> None:
     """Once the job is cancelled, the next delta is refused and the job stops."""
     store, job_id = await _job(redis, keys)
-    emitter = _Emitter(SimpleNamespace(jobs=store), job_id, "")  # type: ignore[arg-type]
-    await store.cancel(job_id, "interactive")
+    emitter = Emitter(SimpleNamespace(jobs=store), job_id, "")  # type: ignore[arg-type]
+    record = await store.get(job_id)
+    assert record is not None
+    await store.cancel(record)
     with pytest.raises(JobStopped):
         await emitter.emit("late token")
     assert await _deltas(store, job_id) == []
@@ -86,7 +89,8 @@ def die_once(monkeypatch: pytest.MonkeyPatch, method: str, *, before: bool, when
 
     async def dying(self: JobStore, *args: Any, **kwargs: Any) -> Any:
         nonlocal fired
-        hit = not fired and when in args
+        named = [getattr(a, "event", a) for a in args]  # events go by their name
+        hit = not fired and when in named
         fired = fired or hit
         if hit and before:
             raise asyncio.CancelledError

@@ -1,0 +1,89 @@
+"""What the test LLM is told to do wrong: the `Behaviour` (latency, injected failures,
+hangs, dropped streams, misshapen replies) set at start-up or via `POST /_control`.
+
+A request reads the behaviour once, when it arrives: changing it later does not affect
+requests in flight. `hang_after_tokens` and `drop_after_tokens` apply to streaming requests
+only (if the answer is shorter, all tokens are sent before stalling/dropping); `hang` stalls
+before any byte. `stream_reply` shapes the 200 reply to a streaming request, as engines that
+misbehave do: "sse" (the default: a well-formed event stream), "json" (the non-streamed
+`chat.completion` body, as a server that ignores `stream` sends), "garbage" (the JSON body
+`{"nonsense": true}`), "garbage_events" (an event stream of `{"nonsense": true}` events,
+then `[DONE]`), "no_finish" (the answer's chunks and usage, then `[DONE]`, but no chunk
+with a `finish_reason`: a truncated stream) and "empty" (a well-formed stream with a
+`finish_reason` but no text). Non-streaming requests always get the JSON body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+StreamReply = Literal["sse", "json", "garbage", "garbage_events", "no_finish", "empty"]
+STREAM_REPLIES: tuple[StreamReply, ...] = get_args(StreamReply)
+NONSENSE = {"nonsense": True}  # the body of the "garbage" replies
+
+
+@dataclass
+class Behaviour:
+    """How the server behaves; every field can be changed at run time via `POST /_control`.
+
+    `fail_status` with `fail_next` = N fails the next N chat requests (-1: all of them
+    until changed; 0: none). `hang` stalls chat requests before sending anything.
+    `hang_after_tokens` / `drop_after_tokens` stall / cut streams after that many tokens.
+    `stream_reply` is the shape of a streaming request's reply (see the module docstring).
+    """
+
+    token_latency_ms: float = 0.0
+    first_token_latency_ms: float = 0.0
+    fail_status: int | None = None
+    fail_next: int = 0
+    hang: bool = False
+    hang_after_tokens: int | None = None
+    drop_after_tokens: int | None = None
+    stream_reply: StreamReply = "sse"
+    embedding_dim: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("token_latency_ms", "first_token_latency_ms"):
+            value: object = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+            setattr(self, name, float(value))
+        _check_int(self, "fail_status", low=400, high=599, optional=True)
+        _check_int(self, "fail_next", low=-1)
+        if not isinstance(self.hang, bool):
+            raise ValueError(f"hang must be a boolean, got {self.hang!r}")
+        _check_int(self, "hang_after_tokens", low=0, optional=True)
+        _check_int(self, "drop_after_tokens", low=0, optional=True)
+        if self.stream_reply not in STREAM_REPLIES:
+            choices = ", ".join(STREAM_REPLIES)
+            raise ValueError(f"stream_reply must be one of {choices}, got {self.stream_reply!r}")
+        _check_int(self, "embedding_dim", low=1, high=65536)
+
+
+def _check_int(
+    obj: Behaviour, name: str, *, low: int, high: int | None = None, optional: bool = False
+) -> None:
+    value: object = getattr(obj, name)
+    if value is None and optional:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        none = " or null" if optional else ""
+        raise ValueError(f"{name} must be an integer {bounds}{none}, got {value!r}")
+
+
+def updated(current: Behaviour, changes: Mapping[str, Any]) -> Behaviour:
+    """Return `current` with `changes` applied; raise ValueError on unknown or bad fields."""
+    known = {f.name for f in dataclasses.fields(Behaviour)}
+    unknown = sorted(set(changes) - known)
+    if unknown:
+        raise ValueError(f"unknown behaviour field(s): {', '.join(unknown)}")
+    return dataclasses.replace(current, **changes)

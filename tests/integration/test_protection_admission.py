@@ -1,0 +1,96 @@
+"""Admission on real Redis with the test LLM: a full queue sheds with a Retry-After from its
+drain rate, and a per-key concurrency cap is released when a job ends."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from shared.config import Settings
+from tests.conftest import MakeSettings, api_with
+from tests.integration.conftest import auth, finished
+from tests.integration.protection import llm_settings, submit, wait_stat
+from tests.integration.test_llm_path import control
+
+pytestmark = pytest.mark.integration
+StartWorker = Callable[[Settings], Awaitable[None]]
+# seconds; an hour, so the jobs drained early in the test are still in the window however
+# slowly the machine runs the rest of it; the cap stays above the rate-derived Retry-After
+WINDOW_S = 3600
+CAP_S = 10_000
+
+
+async def test_a_full_queue_sheds_with_a_retry_after_from_its_drain_rate(
+    make_settings: MakeSettings,
+    start_worker: StartWorker,
+    issue_key: Callable[..., Any],
+    testllm: str,
+) -> None:
+    """At the depth limit a submit is refused with 429 overloaded and nothing is queued; its
+    Retry-After is the time the queue takes to drain at the rate workers took jobs over the
+    last window (the cap while nothing was taken)."""
+    settings = llm_settings(
+        make_settings,
+        testllm,
+        max_queue_depth=6,
+        worker_max_jobs=2,
+        drain_window_s=WINDOW_S,
+        max_retry_after_s=CAP_S,
+    )
+    key = await issue_key("acme")
+    async with api_with(settings) as api:
+        body = {"temperature": 0.5}
+        queued = [(await submit(api, key, f"q{i}", **body)).json()["id"] for i in range(6)]
+        idle_shed = await submit(api, key, "one too many", **body)
+
+        await start_worker(settings)  # drains the 6 queued jobs
+        for job_id in queued:
+            await finished(api, key, job_id)
+        await control(testllm, hang=True)
+        stuck = [(await submit(api, key, f"s{i}", **body)).json()["id"] for i in range(6)]
+        await wait_stat(testllm, "chat_in_flight", 2)  # 2 of them taken: 8 drained in all
+        busy_shed = await submit(api, key, "one too many", **body)
+        for job_id in stuck:
+            await api.post(f"/v1/jobs/{job_id}/cancel", headers=auth(key))
+    assert idle_shed.status_code == 429
+    assert idle_shed.json()["type"].endswith("/overloaded")
+    assert idle_shed.headers["Retry-After"] == str(CAP_S)
+    assert busy_shed.status_code == 429
+    # 6 in the queue at 8 jobs per window
+    assert busy_shed.headers["Retry-After"] == str(math.ceil(6 * WINDOW_S / 8))
+
+
+async def test_a_concurrency_cap_is_released_when_a_job_ends(
+    make_settings: MakeSettings,
+    start_worker: StartWorker,
+    issue_key: Callable[..., Any],
+    testllm: str,
+) -> None:
+    """With `--max-concurrent 2`, a third unfinished job is refused with 429 rate-limited;
+    cancelling or finishing one frees its place."""
+    settings = llm_settings(make_settings, testllm)
+    await start_worker(settings)
+    key = await issue_key("acme", max_concurrent=2)
+    async with api_with(settings) as api:
+        await control(testllm, hang=True)
+        body = {"temperature": 0.5}
+        first = (await submit(api, key, "a", **body)).json()
+        second = (await submit(api, key, "b", **body)).json()
+        third = await submit(api, key, "c", **body)
+        await api.post(f"/v1/jobs/{first['id']}/cancel", headers=auth(key))
+        fourth = await submit(api, key, "d", **body)
+        fifth = await submit(api, key, "e", **body)
+        await control(testllm, hang=False)
+        await api.post(f"/v1/jobs/{second['id']}/cancel", headers=auth(key))
+        done = await finished(api, key, fourth.json()["id"])
+        sixth = await submit(api, key, "f", **body)
+    assert third.status_code == 429
+    assert third.json()["type"].endswith("/rate-limited")
+    assert "Retry-After" in third.headers
+    assert fourth.status_code == 202
+    assert fifth.status_code == 429
+    assert done["status"] == "completed"
+    assert sixth.status_code == 202
