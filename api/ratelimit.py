@@ -1,11 +1,12 @@
 """Per-key request rate limits, exact across every API process: a sliding-window log in Redis.
 
 Each key has a sorted set of the requests it was admitted in the last 60 s, scored by
-Redis `TIME` (so the API hosts' clocks do not matter). One Lua script trims the entries
-that left the window, admits the request if fewer than N remain (logging it under a
-member unique to the request, then PEXPIRE-ing the set to the window), and answers
-allowed, remaining and the time until the next slot frees: one round trip per request
-(`register_script` runs EVALSHA; only a server that lost the script costs a reload).
+Redis `TIME` (so the API hosts' clocks do not matter). One Lua script,
+shared/lua/ratelimit_admit.lua, trims the entries that left the window, admits the request
+if fewer than N remain (logging it under a member unique to the request, then PEXPIRE-ing
+the set to the window), and answers allowed, remaining and the time until the next slot
+frees: one round trip per request (`register_script` runs EVALSHA; only a server that lost
+the script costs a reload).
 
 Why a log rather than counters: a fixed window admits up to 2N requests around a window
 boundary and approximations (sliding counters) are not exact, while a log is exact for
@@ -24,36 +25,10 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
+from shared.lua import source
 from shared.redis_keys import Keys
 
 WINDOW_S = 60
-
-# KEYS[1]: the key's log. ARGV: limit, window (µs), this request's unique member. Calling TIME
-# before writing needs effects replication of scripts (the default since Redis 5).
-# Returns {allowed (0|1), remaining, µs until a slot frees (0 when the log is empty)}.
-_SLIDING_WINDOW_LOG = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local limit = tonumber(ARGV[1])
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local count = redis.call('ZCARD', KEYS[1])
-local allowed = 0
-if count < limit then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
-  count = count + 1
-  allowed = 1
-end
-local reset = 0
-if count > 0 then
-  -- the entry whose departure frees a slot (when full: the next request fits then)
-  local index = math.max(count - limit, 0)
-  local entry = redis.call('ZRANGE', KEYS[1], index, index, 'WITHSCORES')
-  reset = tonumber(entry[2]) + window - now
-end
-return {allowed, math.max(limit - count, 0), reset}
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +54,11 @@ class RateLimiter:
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._keys = keys
-        self._script = redis.register_script(_SLIDING_WINDOW_LOG)
+        self._admit = redis.register_script(source("ratelimit_admit"))
 
     async def hit(self, key_id: str, limit: int) -> RateLimitDecision:
         """Count a request of `key_id` against `limit` per minute (> 0) if there is room."""
-        allowed, remaining, reset_us = await self._script(
+        allowed, remaining, reset_us = await self._admit(
             keys=[self._keys.ratelimit(key_id)],
             args=[limit, WINDOW_S * 1_000_000, secrets.token_hex(8)],
         )

@@ -31,17 +31,6 @@ from shared.prompting import SYSTEM_PROMPT
 from shared.redis_keys import Keys
 from shared.schemas.jobs import JobCreate
 
-# KEYS: corpus version. ARGV: pointer prefix, request digest, answer prefix.
-# Returns {corpus version} on a miss, {corpus version, answer JSON} on a hit.
-_LOOKUP = """
-local cv = redis.call('GET', KEYS[1]) or '0'
-local digest = redis.call('GET', ARGV[1] .. cv .. ':' .. ARGV[2])
-if not digest then return {cv} end
-local answer = redis.call('GET', ARGV[3] .. cv .. ':' .. digest)
-if not answer then return {cv} end
-return {cv, answer}
-"""
-
 
 def _digest(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -102,24 +91,26 @@ class AnswerCache:
         self._redis = redis
         self._keys = keys
         self._ttl_s = ttl_s
-        self._lookup = redis.register_script(_LOOKUP)
 
     async def corpus_version(self, tenant: str) -> str:
         """The tenant's current corpus version."""
         return str(await self._redis.get(self._keys.corpus(tenant)) or "0")
 
     async def lookup_request(self, tenant: str, digest: str) -> tuple[str, dict[str, Any] | None]:
-        """(corpus version, cached answer or None) for a request digest, in one round trip."""
-        reply = await self._lookup(
-            keys=[self._keys.corpus(tenant)],
-            args=[
-                self._keys.answer_pointer(tenant, "", "")[:-1],
-                digest,
-                self._keys.answer(tenant, "", "")[:-1],
-            ],
-        )
-        corpus = str(reply[0])
-        return corpus, (json.loads(reply[1]) if len(reply) > 1 else None)
+        """(corpus version, cached answer or None) for a request digest.
+
+        Three reads, each key named here: the corpus version, the request's pointer under
+        it, the answer it points to (two round trips on a miss, three on a hit). Read in
+        turn they answer what one atomic read would: the version read first was current
+        during the call, and what is found under it is that version's cached answer (keys
+        carry their version, so a publish or delete meanwhile only makes them unreachable
+        to later lookups); an entry that expires in between is a miss.
+        """
+        corpus = await self.corpus_version(tenant)
+        prompt = await self._redis.get(self._keys.answer_pointer(tenant, corpus, digest))
+        if prompt is None:
+            return corpus, None
+        return corpus, await self.get(tenant, corpus, str(prompt))
 
     async def get(self, tenant: str, corpus: str, digest: str) -> dict[str, Any] | None:
         """A cached answer by its prompt digest."""

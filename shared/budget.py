@@ -1,4 +1,10 @@
-"""Daily spend budgets: reserve the worst case before an LLM call, settle the real cost after.
+"""Daily spend budgets: estimate, reserve, settle, refund.
+
+- **estimate** the worst case of a call (`estimate`), before anything is known but the request;
+- **reserve** it against both budgets (`Budgets.reserve`; at submit, the submit script
+  does it with `Budgets.terms`, and the job record holds it: `Budgets.held`);
+- **settle** it with the real cost after the call (`Budgets.settle`), usually a refund;
+- **refund** a submit-time reservation that no call used (`Budgets.refund`).
 
 Spend is kept in integer nano-USD counters per UTC day and scope (the service, each
 tenant); they expire two days later by themselves, so no job resets them. A
@@ -16,33 +22,28 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
+from shared.jobrecord import JobRecord
 from shared.logging import get_logger
+from shared.lua import source
+from shared.pricing import PriceTable
+from shared.prompting import SYSTEM_PROMPT
 from shared.redis_keys import Keys
+from shared.schemas.jobs import JobCreate
 
 log = get_logger("shared.budget")
 
 NANO = 1_000_000_000
 SPEND_TTL_S = 2 * 86_400
+# what a prompt adds around each cited chunk (number, title, section, separators), at most
+CITATION_FRAMING_CHARS = 200
 
-# Reserve fragment. KEYS: service, tenant counters. ARGV: amount, service cap, tenant cap
-# (-1 = none), ttl. Returns 'ok', or the scope that has no room ('service' / 'tenant').
-RESERVE_LUA = """
-local function reserve(service, tenant, amount, service_cap, tenant_cap, ttl)
-  amount = tonumber(amount)
-  local spent = tonumber(redis.call('GET', service) or '0')
-  if spent + amount > tonumber(service_cap) then return 'service' end
-  if tonumber(tenant_cap) >= 0 then
-    local tspent = tonumber(redis.call('GET', tenant) or '0')
-    if tspent + amount > tonumber(tenant_cap) then return 'tenant' end
-  end
-  redis.call('INCRBY', service, amount)
-  redis.call('EXPIRE', service, ttl)
-  redis.call('INCRBY', tenant, amount)
-  redis.call('EXPIRE', tenant, ttl)
-  return 'ok'
-end
-"""
-_RESERVE = RESERVE_LUA + "return reserve(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4])"
+
+def estimate(prices: PriceTable, model: str, request: JobCreate, chunk_max_chars: int) -> float:
+    """The most a request's LLM call can cost (USD), known before retrieval: every one of
+    its `top_k` chunks at the largest size, and `max_tokens` of completion."""
+    chunk_chars = request.top_k * (chunk_max_chars + CITATION_FRAMING_CHARS)
+    prompt_chars = len(SYSTEM_PROMPT) + len(request.question) + chunk_chars
+    return prices.worst_case(model, prompt_chars, request.max_tokens)
 
 
 def today() -> str:
@@ -69,6 +70,16 @@ class Reservation:
     day: str
     tenant: str
     amount_nano: int
+    job_key: str | None = None  # made at submit: the job record that holds it
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """A submit-time reservation, as the submit script takes it (shared/admission.py)."""
+
+    spend_keys: tuple[str, str]
+    reserve_nano: int
+    caps_nano: tuple[int, int]
 
 
 class Budgets:
@@ -78,7 +89,7 @@ class Budgets:
         self._redis = redis
         self._keys = keys
         self._service_cap = nano(service_cap_usd)
-        self._reserve = redis.register_script(_RESERVE)
+        self._reserve = redis.register_script(source("budget_reserve"))
 
     def counters(self, day: str, tenant: str) -> tuple[str, str]:
         """KEYS of the reserve fragment."""
@@ -87,6 +98,25 @@ class Budgets:
     def caps(self, tenant_cap_usd: float | None) -> tuple[int, int]:
         """Service and tenant caps in nano-USD (-1: the tenant has no budget of its own)."""
         return self._service_cap, -1 if tenant_cap_usd is None else nano(tenant_cap_usd)
+
+    def terms(self, tenant: str, amount_usd: float, tenant_cap_usd: float | None) -> Terms:
+        """The reservation a submit makes atomically with its admission."""
+        return Terms(self.counters(today(), tenant), nano(amount_usd), self.caps(tenant_cap_usd))
+
+    def held(self, record: JobRecord) -> Reservation | None:
+        """The reservation made at submit that the job still holds, if any."""
+        if record.reserved_nano <= 0:
+            return None
+        return Reservation(
+            record.day, record.tenant, record.reserved_nano, self._keys.job(record.id)
+        )
+
+    async def refund(self, record: JobRecord | None) -> None:
+        """Give back a submit-time reservation that no LLM call used (the job ended before
+        its call, was answered from the cache, or was abandoned)."""
+        held = self.held(record) if record is not None else None
+        if held is not None:
+            await self.settle(held, 0.0)
 
     async def reserve(
         self, tenant: str, amount_usd: float, tenant_cap_usd: float | None
@@ -103,15 +133,14 @@ class Budgets:
             return str(outcome)
         return Reservation(day, tenant, amount)
 
-    async def settle(
-        self, reservation: Reservation, cost_usd: float, *, job_key: str | None = None
-    ) -> float:
+    async def settle(self, reservation: Reservation, cost_usd: float) -> float:
         """Replace the reservation by the real cost (a refund when it was lower); the
         service's committed spend (USD) of the reservation's day after it.
 
         A reservation made at submit is recorded on the job (`job_key`); settling removes
         it there in the same transaction, so a re-run of the job cannot settle it twice.
         """
+        job_key = reservation.job_key
         delta = nano(cost_usd) - reservation.amount_nano
         service, tenant = self.counters(reservation.day, reservation.tenant)
         async with self._redis.pipeline(transaction=True) as pipe:

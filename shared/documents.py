@@ -2,8 +2,8 @@
 
 Each document has a visible `version`; chunks in the vector store carry the version
 they belong to, and retrieval keeps only chunks of visible versions. So a replace
-becomes visible in one step (`publish`), and a delete hides the document at once,
-before its chunks are purged from the vector store.
+becomes visible in one step (`publish`: shared/lua/documents_publish.lua), and a delete
+hides the document at once, before its chunks are purged from the vector store.
 """
 
 from __future__ import annotations
@@ -14,29 +14,10 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from shared.lua import source
 from shared.redis_keys import Keys
 from shared.schemas.common import rfc3339, utcnow
 from shared.schemas.documents import DocumentCreate, DocumentPublic
-
-# KEYS: record, the tenant's corpus version. ARGV: version, indexed_at, chunks.
-# Returns the replaced version ('' if none), or false when this version was superseded.
-# The corpus version moves in the same step, so no cached answer outlives the old text.
-_PUBLISH = """
-if redis.call('HGET', KEYS[1], 'pending_version') ~= ARGV[1] then return false end
-local old = redis.call('HGET', KEYS[1], 'version') or ''
-redis.call('HSET', KEYS[1], 'version', ARGV[1], 'pending_version', '', 'status', 'indexed',
-  'indexed_at', ARGV[2], 'chunks', ARGV[3], 'error', '')
-redis.call('INCR', KEYS[2])
-return old
-"""
-
-# KEYS: record. ARGV: version, status, error. Only the pending version may change status.
-_SET_STATUS = """
-if redis.call('HGET', KEYS[1], 'pending_version') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'status', ARGV[2], 'error', ARGV[3])
-if ARGV[2] == 'failed' then redis.call('HSET', KEYS[1], 'pending_version', '') end
-return 1
-"""
 
 
 def new_version() -> str:
@@ -55,8 +36,8 @@ class DocumentStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
-        self._publish = redis.register_script(_PUBLISH)
-        self._set_status = redis.register_script(_SET_STATUS)
+        self._publish = redis.register_script(source("documents_publish"))
+        self._set_status = redis.register_script(source("documents_set_status"))
 
     async def stage(
         self, tenant: str, doc: DocumentCreate, *, job_id: str
@@ -101,9 +82,13 @@ class DocumentStore:
     async def set_status(
         self, tenant: str, doc_id: str, version: str, status: str, error: str = ""
     ) -> bool:
-        """Move the pending version to `indexing` or `failed`; False if it was superseded."""
+        """Move the pending version to `indexing` or `failed`; False if it was superseded.
+
+        A failed version is no longer pending: it will never be published.
+        """
         key = self._keys.document(tenant, doc_id)
-        return bool(await self._set_status(keys=[key], args=[version, status, error]))
+        drop = int(status == "failed")
+        return bool(await self._set_status(keys=[key], args=[version, status, error, drop]))
 
     async def publish(self, tenant: str, doc_id: str, version: str, chunks: int) -> str | None:
         """Make `version` the visible one in one step.
@@ -113,7 +98,8 @@ class DocumentStore:
         """
         key = self._keys.document(tenant, doc_id)
         old = await self._publish(
-            keys=[key, self._keys.corpus(tenant)], args=[version, rfc3339(utcnow()), chunks]
+            keys=[key, self._keys.corpus(tenant)],
+            args=[version, rfc3339(utcnow()), chunks, "indexed"],
         )
         if old is None:
             return None

@@ -12,25 +12,12 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from shared.lua import source
 from shared.redis_keys import Keys
 
 ARQ_JOB_PREFIX = "arq:job:"  # arq's own key layout (arq.constants), pinned with arq==0.28.*
 NOTIFY_MAX_LEN = 100  # tokens beyond this wake nobody who is not already awake
 JOB_EXPIRES_MS = 86_400_000  # arq's default: a job not started within a day is dropped
-
-# Enqueue fragment: KEYS arq job, queue, notify; ARGV payload, score, expires_ms.
-ENQUEUE_LUA = """
-local function enqueue(job_key, queue, notify, payload, score, expires_ms)
-  if redis.call('EXISTS', job_key) == 1 then return 0 end
-  redis.call('SET', job_key, payload, 'PX', expires_ms)
-  redis.call('ZADD', queue, score, string.sub(job_key, 9))
-  redis.call('LPUSH', notify, '1')
-  redis.call('LTRIM', notify, 0, NOTIFY_LAST)
-  return 1
-end
-""".replace("NOTIFY_LAST", str(NOTIFY_MAX_LEN - 1))
-
-_ENQUEUE = ENQUEUE_LUA + "return enqueue(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])"
 
 
 def json_dumps(value: Any) -> bytes:
@@ -51,7 +38,7 @@ def arq_payload(function: str, payload: dict[str, Any]) -> tuple[bytes, int]:
 
 
 def enqueue_keys(keys: Keys, queue: str, job_id: str) -> list[str]:
-    """KEYS of the enqueue fragment, in order."""
+    """The keys of enqueueing a job (shared/lua/lib/enqueue.lua): arq job, queue, notify."""
     return [ARQ_JOB_PREFIX + job_id, keys.queue(queue), keys.queue_notify(queue)]
 
 
@@ -60,7 +47,7 @@ class Enqueuer:
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._keys = keys
-        self._script = redis.register_script(_ENQUEUE)
+        self._script = redis.register_script(source("queue_enqueue"))
 
     async def enqueue(
         self, queue: str, function: str, job_id: str, payload: dict[str, Any]
@@ -68,6 +55,7 @@ class Enqueuer:
         """Put the job on the queue; False if a job with this id is already queued."""
         body, score = arq_payload(function, payload)
         done = await self._script(
-            keys=enqueue_keys(self._keys, queue, job_id), args=[body, score, JOB_EXPIRES_MS]
+            keys=enqueue_keys(self._keys, queue, job_id),
+            args=[job_id, body, score, JOB_EXPIRES_MS, NOTIFY_MAX_LEN],
         )
         return bool(done)

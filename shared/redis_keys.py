@@ -7,6 +7,7 @@ prefixed, so give each deployment (and the tests) its own Redis DB.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,6 +15,8 @@ QueueName = Literal["interactive", "batch"]
 QUEUES: tuple[QueueName, ...] = ("interactive", "batch")
 
 # arq resolves job functions by name; the API enqueues by these names only.
+DRAIN_BUCKET_S = 5  # jobs taken from a queue are counted per bucket of this many seconds
+
 ANSWER_JOB = "answer"
 INGEST_JOB = "ingest"
 PURGE_JOB = "purge_document"
@@ -113,9 +116,17 @@ class Keys:
         """Sorted set of an API key's unfinished jobs, scored by lease expiry (ms)."""
         return f"{self.prefix}:leases:{key_id}"
 
-    def drain(self, queue: str) -> str:
-        """Prefix of the per-5-s counters of jobs taken from a queue (drain rate)."""
-        return f"{self.prefix}:drain:{queue}"
+    def drain_bucket(self, queue: str, at_s: float) -> str:
+        """Counter of the jobs taken from a queue in the `DRAIN_BUCKET_S` bucket holding the
+        time `at_s` (epoch seconds): the queue's drain rate."""
+        return f"{self.prefix}:drain:{queue}:{math.floor(at_s / DRAIN_BUCKET_S)}"
+
+    def drain_window(self, queue: str, now_s: float, window_s: int) -> list[str]:
+        """The drain counters of the last `window_s` seconds up to `now_s`, oldest first."""
+        return [
+            self.drain_bucket(queue, now_s - back * DRAIN_BUCKET_S)
+            for back in range(window_s // DRAIN_BUCKET_S, -1, -1)
+        ]
 
     def corpus(self, tenant: str) -> str:
         """A tenant's corpus version: bumped by every publish and delete."""

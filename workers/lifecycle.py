@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import secrets
 import socket
@@ -19,10 +18,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.answercache import AnswerCache
-from shared.budget import Budgets, Reservation
+from shared.budget import Budgets
 from shared.clients import make_redis
 from shared.config import Settings
 from shared.documents import DocumentStore
+from shared.heartbeat import LLMState, QdrantState, WorkerHeartbeat
 from shared.jobstore import JobStore
 from shared.logging import get_logger
 from shared.pricing import PriceTable
@@ -64,7 +64,8 @@ class Runtime:
     running: dict[str, asyncio.Task[object]] = field(default_factory=dict)
     leases: dict[str, str] = field(default_factory=dict)  # running job id → its lease set
     cancelled: set[str] = field(default_factory=set)
-    status: dict[str, str] = field(default_factory=dict)
+    qdrant_state: QdrantState = "ok"  # as the last beat found them
+    llm_state: LLMState = "not_configured"
 
     def llm_for(self, tier: str) -> LLMClient | None:
         """The client of a key's tier: its own endpoints and model, else the default tier's."""
@@ -77,19 +78,6 @@ class Runtime:
             await self.jobs.renew_leases(held, int(self.settings.lock_ttl_s * 1000))
         except RedisError as exc:
             log.warning("worker.lease_renew_failed", error=str(exc))
-
-    async def refund_unused(self, job_id: str) -> None:
-        """Give back a budget reservation made at submit that no LLM call used (the job
-        ended before its call, was answered from the cache, or was abandoned)."""
-        record = await self.jobs.get(job_id)
-        if record is None or not record.get("reserved_nano"):
-            return
-        reservation = Reservation(
-            day=record["created_at"][:10],
-            tenant=record["tenant"],
-            amount_nano=int(record["reserved_nano"]),
-        )
-        await self.budgets.settle(reservation, 0.0, job_key=self.keys.job(job_id))
 
     async def aclose(self) -> None:
         """Close every client, in reverse order of opening."""
@@ -187,24 +175,26 @@ async def beat(rt: Runtime) -> bool:
     drops that connection at once, and readiness stops counting the worker then, not when
     its last beat grows old.
     """
-    rt.status["qdrant"] = "ok" if await rt.store.ping() else "error"
+    rt.qdrant_state = "ok" if await rt.store.ping() else "error"
     try:
         if rt.llm is None:
-            rt.status["llm"] = "not_configured"
+            rt.llm_state = "not_configured"
         # every breaker open: the answers already degrade, and pinging would not change that
         elif await rt.llm.state() == "degraded":
-            rt.status["llm"] = "degraded"
+            rt.llm_state = "degraded"
         else:
-            rt.status["llm"] = "ok" if await rt.llm.ping() else "degraded"
-        beat = {
-            "ts": time.time(),
-            "queues": list(rt.queues),
-            "running": len(rt.running),
-            "client_id": await rt.beat_redis.client_id(),
-            "client_name": beat_client_name(rt.worker_id),
-        }
+            rt.llm_state = "ok" if await rt.llm.ping() else "degraded"
+        beat = WorkerHeartbeat(
+            ts=time.time(),
+            queues=list(rt.queues),
+            running=len(rt.running),
+            client_id=await rt.beat_redis.client_id(),
+            client_name=beat_client_name(rt.worker_id),
+            qdrant=rt.qdrant_state,
+            llm=rt.llm_state,
+        )
         await rt.beat_redis.hset(  # type: ignore[misc]
-            rt.keys.workers, rt.worker_id, json.dumps({**beat, **rt.status})
+            rt.keys.workers, rt.worker_id, beat.model_dump_json()
         )
     except RedisError as exc:
         log.warning("worker.heartbeat_failed", error=str(exc))

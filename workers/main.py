@@ -7,6 +7,7 @@ interactive slot); both share one process `Runtime` (clients, model, vector stor
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 import sys
 from typing import Any, ClassVar
@@ -18,6 +19,7 @@ from shared.logging import configure_logging, get_logger
 from shared.metrics import JOBS_FINISHED, GaugeRefresher
 from shared.queue import json_dumps, json_loads
 from shared.redis_keys import QUEUES, Keys
+from shared.schemas.jobs import JobError
 from workers.jobs import FUNCTIONS
 from workers.lifecycle import Runtime, beat, cancel_listener, heartbeat, open_runtime
 from workers.metrics import start_exporter
@@ -57,7 +59,7 @@ class WorkerSettings:
             "poll_delay": settings.worker_poll_s,
             "health_check_interval": 60,
             "notify_key": keys.queue_notify(queue) if settings.worker_notify else None,
-            "drain_key": keys.drain(queue),
+            "drain_bucket": functools.partial(keys.drain_bucket, queue),
             "drain_ttl_s": settings.drain_window_s + 60,
             "lock_ttl_s": settings.lock_ttl_s,
         }
@@ -168,11 +170,12 @@ async def _drain(workers: list[RagqWorker], grace_s: float) -> None:
 
 def _abandoned(rt: Runtime) -> Any:
     async def mark_failed(job_id: str) -> None:
-        await rt.refund_unused(job_id)
+        record = await rt.jobs.get(job_id)
+        await rt.budgets.refund(record)
         job = await rt.jobs.finish(
             job_id,
             "failed",
-            error={"type": "abandoned", "message": "the job could not be run (tries exhausted)"},
+            error=JobError(type="abandoned", message="the job could not be run (tries exhausted)"),
         )
         if job is not None:  # an answer job (ingest jobs have no job record)
             JOBS_FINISHED.labels(queue=job.request.priority, status="failed").inc()

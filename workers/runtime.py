@@ -7,79 +7,34 @@
 * Crashes: the in-progress lock gets a short TTL that is renewed while the job runs,
   so a SIGKILLed worker's job is re-run after about one TTL, never while it is alive.
 * Redis outages: arq's loop ends at the first Redis error, and its slot accounting leaks
-  a slot when Redis fails while a job starts. This loop backs off and goes on; a job
-  interrupted by the outage stays queued and runs again when Redis is back.
+  a slot when Redis fails while a job starts. This loop backs off (workers/outage.py) and
+  goes on; a job interrupted by the outage stays queued and runs again when Redis is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
-from arq.worker import Retry, Worker
+from arq.worker import Worker
 from redis.asyncio import ConnectionPool, Redis
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 from shared.clients import REDIS_UNAVAILABLE
 from shared.logging import get_logger
+from workers.outage import Outage
 
 log = get_logger("workers.runtime")
 
 AbandonedHook = Callable[[str], Awaitable[None]]
 RenewHook = Callable[[list[str]], Awaitable[None]]
-DRAIN_BUCKET_S = 5  # matches the admission script in shared/jobstore.py
-
-# KEYS: the drain counter prefix. ARGV: jobs taken, counter TTL. Bucketed by Redis's clock,
-# the same clock the API's admission script reads them by.
-_COUNT_DRAINED = """
-local bucket = math.floor(tonumber(redis.call('TIME')[1]) / BUCKET)
-local key = KEYS[1] .. ':' .. bucket
-redis.call('INCRBY', key, ARGV[1])
-redis.call('EXPIRE', key, ARGV[2])
-""".replace("BUCKET", str(DRAIN_BUCKET_S))
-
-
-OUTAGE_BACKOFF_S = (0.1, 5.0)  # first and longest wait between tries while Redis is away
-RERUN_DEFER_MAX_S = 5  # the longest a job interrupted by a Redis outage waits to run again
-
-
-def interrupted(exc: BaseException, job_try: int) -> Retry:
-    """What a job raises when Redis went away under it: not a failure. arq puts it back
-    (or, if Redis is still away, leaves it queued with its lock lapsing) and it runs again,
-    a little later with each try."""
-    log.warning("job.interrupted", reason="redis_unavailable", error=str(exc))
-    return Retry(defer=min(job_try, RERUN_DEFER_MAX_S))
-
-
-class _Outage:
-    """Backoff (full jitter, doubling) while Redis is away, with one log line when it goes
-    and one when it is back, not one per try."""
-
-    def __init__(self, queue: str) -> None:
-        self._queue = queue
-        self._tries = 0
-        self._since = 0.0
-
-    async def wait(self, exc: BaseException) -> None:
-        loop = asyncio.get_running_loop()
-        if self._tries == 0:
-            self._since = loop.time()
-            log.warning("worker.redis_unavailable", queue=self._queue, error=str(exc))
-        self._tries += 1
-        first, longest = OUTAGE_BACKOFF_S
-        await asyncio.sleep(random.uniform(0, min(longest, first * 2**self._tries)))
-
-    def over(self) -> None:
-        if self._tries:
-            down_s = asyncio.get_running_loop().time() - self._since
-            log.info("worker.redis_recovered", queue=self._queue, down_s=round(down_s, 1))
-            self._tries = 0
+DrainBucket = Callable[[float], str]  # epoch seconds → the drain counter of that moment
 
 
 class RagqWorker(Worker):
@@ -95,7 +50,7 @@ class RagqWorker(Worker):
         lock_ttl_s: float,
         on_abandoned: AbandonedHook | None = None,
         on_renew: RenewHook | None = None,
-        drain_key: str | None = None,
+        drain_bucket: DrainBucket | None = None,
         drain_ttl_s: int = 3600,
         **kwargs: Any,
     ) -> None:
@@ -107,7 +62,7 @@ class RagqWorker(Worker):
         self._notify_key = notify_key
         self._on_abandoned = on_abandoned
         self._on_renew = on_renew
-        self._drain_key = drain_key
+        self._drain_bucket = drain_bucket
         self._drain_ttl_s = drain_ttl_s
         self._slot_freed = asyncio.Event()
         self._stopping = False
@@ -131,7 +86,7 @@ class RagqWorker(Worker):
         if self.on_startup:
             await self.on_startup(self.ctx)
         renewer = asyncio.create_task(self._renew_locks(), name=f"lock-renewer:{self.queue_name}")
-        outage = _Outage(self.queue_name)
+        outage = Outage(self.queue_name)
         try:
             while not self._stopping:
                 try:
@@ -156,7 +111,7 @@ class RagqWorker(Worker):
     async def _connect(self) -> None:
         """arq's Redis client (bytes, with ragq's timeouts, which arq's settings cannot
         give), retried with backoff for as long as Redis does not answer."""
-        outage = _Outage(self.queue_name)
+        outage = Outage(self.queue_name)
         while self._pool is None and not self._stopping:
             pool = ArqRedis(
                 ConnectionPool.from_url(
@@ -205,11 +160,14 @@ class RagqWorker(Worker):
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
         taken = len(self.tasks) - before
-        if taken > 0 and self._drain_key is not None:
+        if taken > 0 and self._drain_bucket is not None:
             # the queue's drain rate, from which admission computes Retry-After
             try:
-                count = self.pool.register_script(_COUNT_DRAINED)
-                await count(keys=[self._drain_key], args=[taken, self._drain_ttl_s])
+                async with self.pool.pipeline(transaction=True) as pipe:
+                    counter = self._drain_bucket(time.time())
+                    pipe.incrby(counter, taken)
+                    pipe.expire(counter, self._drain_ttl_s)
+                    await pipe.execute()
             except RedisError as exc:
                 log.warning("worker.drain_count_failed", error=str(exc))
 
@@ -289,7 +247,7 @@ class RagqWorker(Worker):
                 await self._on_renew(running)  # the jobs' concurrency leases
 
     async def close(self) -> None:
-        """arq's close, minus its deprecated redis call; the caller has stopped the jobs."""
+        """arq's close, minus its deprecated Redis `close()`; the caller has stopped the jobs."""
         if self._pool is None:
             return
         with contextlib.suppress(RedisError):

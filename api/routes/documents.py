@@ -12,7 +12,7 @@ from api.deps import ClientsDep, TenantDep
 from api.uploads import OPENAPI_BODY, document_from_request
 from shared.documents import to_public
 from shared.errors import NotFound
-from shared.jobstore import new_job_id
+from shared.jobrecord import new_job_id
 from shared.redis_keys import INGEST_JOB, PURGE_JOB
 from shared.schemas.documents import (
     DocumentList,

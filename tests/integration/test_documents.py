@@ -141,13 +141,15 @@ async def test_replace_is_atomic_under_concurrent_queries(
     done = asyncio.Event()
 
     async def query() -> None:
-        while not done.is_set():
+        while True:  # at least one query each, however fast the replace is
             answer = (
                 await api.post(
                     "/v1/rag", json={"question": "refund window", "top_k": 10}, headers=auth(key)
                 )
             ).json()
             seen.append({"30" if "30 days" in c["text"] else "45" for c in answer["citations"]})
+            if done.is_set():
+                return
 
     queriers = [asyncio.create_task(query()) for _ in range(3)]
     await ingest(api, key, new)

@@ -17,9 +17,9 @@ from shared.clients import REDIS_UNAVAILABLE
 from shared.logging import get_logger
 from shared.schemas.documents import IngestJobPayload, PurgeJobPayload
 from workers.lifecycle import Runtime
+from workers.outage import interrupted
 from workers.rag.chunking import Chunk, ChunkOffsetError, chunk_text, validate_chunks
-from workers.rag.vectorstore import StoredChunk
-from workers.runtime import interrupted
+from workers.rag.points import StoredChunk
 
 log = get_logger("workers.ingest")
 EMBED_BATCH = 256  # chunks per embedding call

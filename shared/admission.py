@@ -1,0 +1,156 @@
+"""Admission: a job is checked (concurrency cap, queue depth, budget), recorded, announced
+and enqueued — or coalesced onto an identical running one — in one atomic step
+(shared/lua/job_submit.lua); nothing is written when it is refused (docs/API.md, Errors).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from redis.asyncio import Redis
+
+from shared.budget import SPEND_TTL_S, today
+from shared.coalescing import Coalescing
+from shared.events import JobQueued
+from shared.jobrecord import JobRecord
+from shared.lua import source
+from shared.queue import JOB_EXPIRES_MS, NOTIFY_MAX_LEN, arq_payload, enqueue_keys
+from shared.redis_keys import ANSWER_JOB, Keys
+from shared.schemas.common import rfc3339, utcnow
+from shared.schemas.jobs import AnswerJobPayload, JobCreate, JobPublic
+
+Outcome = Literal[
+    "ok", "coalesced", "cached", "cached_now", "overloaded", "concurrency", "budget", "exists"
+]
+_MOVES = 5  # times a submit reads a coalescing leader that changed meanwhile, at most
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What a submit checks, atomically, before it writes anything."""
+
+    max_depth: int = 0  # queue depth at which new jobs are shed (0 = never)
+    drain_window_s: int = 60
+    max_retry_after_s: int = 300
+    lease_key: str | None = None  # the API key's lease set, when it has a concurrency cap
+    max_concurrent: int = 0
+    lease_ttl_ms: int = JOB_EXPIRES_MS  # a worker shortens it to its lock TTL while it runs
+    spend_keys: tuple[str, str] | None = None  # reserve at submit (policy `reject`)
+    reserve_nano: int = 0
+    caps_nano: tuple[int, int] = (0, -1)
+    inflight_key: str | None = None  # coalesce onto a running identical request
+    pointer_key: str | None = None  # ...unless its answer got cached meanwhile
+    cached: bool = False  # the answer is already known: record the job, do not queue it
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The outcome of a submit: the job, or why it was refused."""
+
+    job: JobPublic | None
+    outcome: Outcome
+    retry_after: int = 0
+    scope: str = ""  # the exhausted budget's scope
+
+
+class Admitter:
+    """Runs the submit script; `JobStore.submit` is this."""
+
+    def __init__(
+        self, redis: Redis, keys: Keys, coalescing: Coalescing, *, ttl_ms: int, max_len: int
+    ) -> None:
+        self._keys = keys
+        self._coalescing = coalescing
+        self._ttl_ms = ttl_ms
+        self._max_len = max_len
+        self._submit = redis.register_script(source("job_submit"))
+
+    async def submit(
+        self,
+        *,
+        job_id: str,
+        tenant: str,
+        request: JobCreate,
+        request_id: str,
+        payload_extra: dict[str, Any] | None = None,
+        admission: Admission | None = None,
+    ) -> Submitted:
+        """Admit, record, announce `job.queued` and enqueue a job, in one atomic step.
+
+        Nothing is written when admission refuses it (queue full, concurrency cap, budget).
+        """
+        adm = admission or Admission()
+        record = {
+            "id": job_id,
+            "tenant": tenant,
+            "status": "queued",
+            "created_at": rfc3339(utcnow()),
+            "request": request.model_dump_json(),
+            "queue": request.priority,
+            "request_id": request_id,
+        }
+        payload = AnswerJobPayload(
+            job_id=job_id,
+            tenant=tenant,
+            request_id=request_id,
+            request=request,
+            **(payload_extra or {}),
+        ).model_dump(mode="json")
+        body, score = arq_payload(ANSWER_JOB, payload)
+        mode = "cached" if adm.cached else "coalesce" if adm.inflight_key else "queue"
+        args: dict[str, Any] = {
+            "job_id": job_id,
+            "ttl_ms": self._ttl_ms,
+            "maxlen": self._max_len,
+            "event": JobQueued(job_id=job_id).data(),
+            "payload": body.decode(),
+            "score": str(score),
+            "expires_ms": JOB_EXPIRES_MS,
+            "notify_max": NOTIFY_MAX_LEN,
+            "mode": mode,
+            "max_depth": adm.max_depth,
+            "drain_window_s": adm.drain_window_s,
+            "max_retry_after_s": adm.max_retry_after_s,
+            "max_concurrent": adm.max_concurrent if adm.lease_key else 0,
+            "lease_ttl_ms": adm.lease_ttl_ms,
+            "reserve_nano": str(adm.reserve_nano if adm.spend_keys else 0),
+            "service_cap": str(adm.caps_nano[0]),
+            "tenant_cap": str(adm.caps_nano[1]),
+            "spend_ttl_s": SPEND_TTL_S,
+            "record": record,
+        }
+        unused = self._keys.job(job_id)  # stands in for keys a mode does not touch
+        spend = adm.spend_keys or (unused, unused)
+        keys = [
+            self._keys.job(job_id),
+            self._keys.job_events(job_id),
+            *enqueue_keys(self._keys, request.priority, job_id),
+            adm.lease_key or unused,
+            *spend,
+            adm.inflight_key or unused,
+            self._keys.usage(today(), tenant),
+            adm.pointer_key or unused,
+        ]
+        drains = self._keys.drain_window(request.priority, time.time(), adm.drain_window_s)
+        for _ in range(_MOVES):
+            leader = await self._coalescing.leader(adm.inflight_key) if mode == "coalesce" else ""
+            leads = (
+                [self._keys.job(leader), self._keys.followers(leader)] if leader else [unused] * 2
+            )
+            args["leader"] = leader
+            outcome, value = await self._submit(
+                keys=[*keys, *leads, *drains], args=[json.dumps(args, ensure_ascii=False)]
+            )
+            if outcome != "moved":
+                break
+        else:  # pragma: no cover - five identical requests finishing in a row
+            raise RuntimeError("the coalescing leader kept changing")
+        said = cast(Outcome, str(outcome))
+        if said in {"ok", "coalesced", "cached"}:
+            return Submitted(JobRecord.from_hash(record).public(), said)
+        if said == "budget":
+            return Submitted(None, said, scope=str(value))
+        return Submitted(None, said, retry_after=int(value))

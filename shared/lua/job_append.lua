@@ -1,0 +1,39 @@
+-- job_append: append events to a job (unless it is terminal) and set record fields; when
+-- the last event is terminal (job.completed, job.failed), mark the job done and count it in
+-- the tenant's usage in the same step, so a crash can neither leave a finished job
+-- uncounted nor split a completion's events (answer.completed, job.completed) in two.
+-- KEYS[1] job hash   KEYS[2] its events   KEYS[3] its done stream   KEYS[4] tenant's usage
+-- KEYS[5] its concurrency lease set   KEYS[6] its inflight pointer (5, 6: any key when unused)
+-- ARGV[1] JSON {"job_id", "ttl_ms", "maxlen", "usage_ttl_s", "events": [[name, data], ...],
+--   "usage": {counter: increment}, "fields": {field: value}, "lease": bool, "inflight": bool}
+-- Returns: the last new sequence number; 0 when the job is already terminal; -1 when gone.
+-- requires: jobs
+local a = cjson.decode(ARGV[1])
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+if is_terminal(status) then return 0 end
+local fields = {}
+for name, value in pairs(a.fields) do
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value
+end
+if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+local seq = 0
+local last
+for _, event in ipairs(a.events) do
+  seq = append(KEYS[1], KEYS[2], event[1], event[2], a.maxlen)
+  last = event[1]
+end
+redis.call('PEXPIRE', KEYS[1], a.ttl_ms)
+redis.call('PEXPIRE', KEYS[2], a.ttl_ms)
+if last == 'job.completed' or last == 'job.failed' then
+  mark_done(KEYS[3], string.sub(last, 5), a.ttl_ms, KEYS[1], a.job_id,
+            a.lease and KEYS[5], a.inflight and KEYS[6])
+  local counted = false
+  for counter, increment in pairs(a.usage) do
+    redis.call('HINCRBY', KEYS[4], counter, increment)
+    counted = true
+  end
+  if counted then redis.call('EXPIRE', KEYS[4], a.usage_ttl_s) end
+end
+return seq

@@ -1,0 +1,92 @@
+-- job_submit: admit, record, announce `job.queued` and enqueue a job in one step, with every
+-- admission check (concurrency cap, queue depth, budget) made before anything is written.
+-- KEYS[1] job hash   KEYS[2] its events   KEYS[3] arq job   KEYS[4] queue   KEYS[5] notify
+-- KEYS[6] the API key's lease set   KEYS[7] service spend   KEYS[8] tenant spend
+-- KEYS[9] the request's inflight pointer   KEYS[10] tenant's usage of the day
+-- KEYS[11] the request's answer pointer   KEYS[12] the expected leader's job hash
+-- KEYS[13] its followers set   KEYS[14..] the queue's drain counters of the window
+-- (keys a mode does not use may be any key)
+-- ARGV[1] JSON {"job_id", "ttl_ms", "maxlen", "event", "payload", "score", "expires_ms",
+--   "notify_max", "mode": queue|coalesce|cached, "leader" (the inflight pointer's job id
+--   when the caller read it, "" if none), "max_depth" (0: none), "drain_window_s",
+--   "max_retry_after_s", "max_concurrent" (0: none), "lease_ttl_ms", "reserve_nano"
+--   (0: none), "service_cap", "tenant_cap", "spend_ttl_s", "record": {field: value}}
+-- Returns: {'ok'|'coalesced'|'cached', seq}, {'overloaded'|'concurrency', retry_after},
+--   {'budget', scope}, {'exists', 0}, {'cached_now', 0} (an identical request finished
+--   since the caller's cache lookup: look again) or {'moved', 0} (the inflight pointer is
+--   no longer a.leader: read it again).
+-- requires: jobs enqueue reserve now
+local a = cjson.decode(ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'exists', 0} end
+local now = now_ms()
+local mode = a.mode
+local max_conc = tonumber(a.max_concurrent)
+if mode ~= 'cached' and max_conc > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now)
+  if redis.call('ZCARD', KEYS[6]) >= max_conc then return {'concurrency', 1} end
+end
+local leader = false
+if mode == 'coalesce' then
+  local running = redis.call('GET', KEYS[9])
+  if (running or '') ~= a.leader then return {'moved', 0} end
+  if running then
+    local status = redis.call('HGET', KEYS[12], 'status')
+    if status == 'queued' or status == 'in_progress' then leader = running end
+  end
+  if not leader and redis.call('EXISTS', KEYS[11]) == 1 then return {'cached_now', 0} end
+end
+local reserve_nano = tonumber(a.reserve_nano)
+if mode ~= 'cached' and not leader then
+  local max_depth = tonumber(a.max_depth)
+  local depth = redis.call('ZCARD', KEYS[4])
+  if max_depth > 0 and depth >= max_depth then
+    -- Retry-After: the time the queue takes to drain at the rate of the last window
+    local drained = 0
+    for i = 14, #KEYS do drained = drained + tonumber(redis.call('GET', KEYS[i]) or '0') end
+    local window = tonumber(a.drain_window_s)
+    local retry = tonumber(a.max_retry_after_s)
+    if drained > 0 then
+      retry = math.max(1, math.min(retry, math.ceil(depth * window / drained)))
+    end
+    return {'overloaded', retry}
+  end
+  if reserve_nano > 0 then
+    local outcome = reserve(KEYS[7], KEYS[8], reserve_nano, a.service_cap, a.tenant_cap,
+                            a.spend_ttl_s)
+    if outcome ~= 'ok' then return {'budget', outcome} end
+  end
+end
+local fields = {}
+for name, value in pairs(a.record) do
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value
+end
+redis.call('HSET', KEYS[1], 'seq', 0, unpack(fields))
+if leader then
+  redis.call('SADD', KEYS[13], a.job_id)
+  redis.call('PEXPIRE', KEYS[13], a.ttl_ms)
+  redis.call('HSET', KEYS[1], 'leader', leader, 'payload', a.payload)
+elseif mode ~= 'cached' then
+  enqueue(KEYS[3], KEYS[4], KEYS[5], a.job_id, a.payload, a.score, a.expires_ms, a.notify_max)
+  if mode == 'coalesce' then
+    redis.call('SET', KEYS[9], a.job_id, 'PX', a.expires_ms)
+    redis.call('HSET', KEYS[1], 'inflight', KEYS[9])
+  end
+  if reserve_nano > 0 then
+    redis.call('HSET', KEYS[1], 'reserved_nano', reserve_nano, 'spend_keys',
+      KEYS[7] .. ' ' .. KEYS[8])
+  end
+end
+if mode ~= 'cached' and max_conc > 0 then
+  redis.call('ZADD', KEYS[6], now + tonumber(a.lease_ttl_ms), a.job_id)
+  redis.call('PEXPIRE', KEYS[6], a.lease_ttl_ms)
+  redis.call('HSET', KEYS[1], 'lease', KEYS[6])
+end
+local seq = append(KEYS[1], KEYS[2], 'job.queued', a.event, a.maxlen)
+redis.call('PEXPIRE', KEYS[1], a.ttl_ms)
+redis.call('PEXPIRE', KEYS[2], a.ttl_ms)
+redis.call('HINCRBY', KEYS[10], 'requests', 1)
+redis.call('EXPIRE', KEYS[10], a.spend_ttl_s)
+if leader then return {'coalesced', seq} end
+if mode == 'cached' then return {'cached', seq} end
+return {'ok', seq}

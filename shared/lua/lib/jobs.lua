@@ -1,0 +1,29 @@
+-- lib/jobs: helpers of the job scripts (job_submit, job_append, job_cancel, job_note).
+
+-- Append one event with the next sequence number; its data gets "sequence_number" first.
+local function append(job, events, name, data, maxlen)
+  local seq = redis.call('HINCRBY', job, 'seq', 1)
+  local body
+  if data == '{}' then
+    body = '{"sequence_number":' .. seq .. '}'
+  else
+    body = '{"sequence_number":' .. seq .. ',' .. string.sub(data, 2)
+  end
+  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '0-' .. seq, 'event', name, 'data', body)
+  return seq
+end
+
+local function is_terminal(status)
+  return status == 'completed' or status == 'failed' or status == 'cancelled'
+end
+
+-- One entry when the job ends: waiters block on this, not on every token. The job's
+-- concurrency lease (`lease`, a key or false) and its coalescing slot (`inflight`, a key
+-- or false) are released in the same step.
+local function mark_done(done, status, ttl, job, id, lease, inflight)
+  redis.call('XADD', done, '0-1', 'status', status)
+  redis.call('PEXPIRE', done, ttl)
+  redis.call('HDEL', job, 'pending_result')  -- a re-run's shortcut, needless from now on
+  if lease then redis.call('ZREM', lease, id) end
+  if inflight and redis.call('GET', inflight) == id then redis.call('DEL', inflight) end
+end

@@ -1,0 +1,172 @@
+"""An answer from retrieval and generation: the citations, then the LLM's text streamed
+into the job — unless the answer cache, the budget or the breaker decide otherwise (then
+an extractive answer). The cost is reserved before the call and settled after it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from shared.answercache import prompt_digest
+from shared.budget import today
+from shared.errors import UpstreamError
+from shared.events import RetrievalCompleted
+from shared.jobrecord import JobRecord
+from shared.logging import get_logger
+from shared.metrics import BUDGET_SPEND, CACHE_REQUESTS, DEGRADED_ANSWERS, LLM_COST
+from shared.schemas.jobs import AnswerJobPayload, Citation, JobResult, Usage
+from workers.jobs.calls import Generation, call_status, called, degraded_reason, not_called
+from workers.jobs.resume import Emitter, JobStopped
+from workers.lifecycle import Runtime
+from workers.rag.extractive import extractive_answer
+from workers.rag.prompt import affinity_key, build_messages
+from workers.rag.replies import Completion
+
+log = get_logger("workers.answer")
+
+
+async def answer_question(
+    rt: Runtime,
+    job: AnswerJobPayload,
+    record: JobRecord,
+    citations: list[Citation] | None,
+    emitter: Emitter,
+    corpus: str,
+) -> JobResult:
+    """Retrieve (unless an earlier attempt did), generate and stream the answer; the
+    result's queue and total timings are the caller's."""
+    request = job.request
+    t0 = time.perf_counter()
+    if citations is None:
+        citations = await rt.retriever.retrieve(
+            job.tenant, request.question, top_k=request.top_k, filters=request.filters
+        )
+        if await rt.jobs.append(job.job_id, RetrievalCompleted(citations=citations)) <= 0:
+            raise JobStopped
+    retrieval_ms = int((time.perf_counter() - t0) * 1000)
+
+    t1 = time.perf_counter()
+    gen = await _generate(rt, job, record, citations, emitter, corpus)
+    if gen.degraded_reason is not None:
+        DEGRADED_ANSWERS.labels(reason=gen.degraded_reason).inc()
+        fallback = extractive_answer(request.question, citations)
+        await emitter.emit(f"\n\n{fallback}" if emitter.text else fallback)
+    llm_ms = int((time.perf_counter() - t1) * 1000)
+    return JobResult(
+        answer=emitter.text,
+        citations=citations,
+        model=gen.model,
+        cached=gen.cached,
+        degraded=gen.degraded_reason is not None,
+        degraded_reason=gen.degraded_reason,
+        usage=gen.usage,
+        cost_usd=gen.cost_usd,
+        timings_ms={"retrieval": retrieval_ms, "llm": llm_ms},
+    )
+
+
+async def _generate(
+    rt: Runtime,
+    job: AnswerJobPayload,
+    record: JobRecord,
+    citations: list[Citation],
+    emitter: Emitter,
+    corpus: str,
+) -> Generation:
+    request = job.request
+    client = rt.llm_for(job.tier)  # the key's tier: its own endpoints, model and breakers
+    if client is None:
+        return not_called(Generation(None, degraded_reason="no_llm_configured"))
+    model = request.model or client.default_model
+    messages = build_messages(request.question, citations)
+    prompt_key: str | None = None
+    if job.request_digest is not None and rt.settings.answer_cache_ttl_s > 0:
+        docs = sorted({c.document_id for c in citations})
+        versions = await rt.documents.visible_versions(job.tenant, docs)
+        chunks = [(c.chunk_id, versions.get(c.document_id, "")) for c in citations]
+        prompt_key = prompt_digest(
+            model,
+            messages,
+            chunks,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+        )
+        hit = await rt.answers.get(job.tenant, corpus, prompt_key)
+        CACHE_REQUESTS.labels(layer="answer", result="hit" if hit else "miss").inc()
+        if hit is not None:
+            await emitter.emit(hit["answer"])
+            return not_called(Generation(hit["model"], cached=True))
+
+    prompt_chars = sum(len(m["content"]) for m in messages)
+    reservation = rt.budgets.held(record)  # made at submit (policy `reject`)
+    if reservation is None:
+        got = await rt.budgets.reserve(
+            job.tenant,
+            rt.prices.worst_case(model, prompt_chars, request.max_tokens),
+            job.tenant_budget_usd,
+        )
+        if isinstance(got, str) and rt.fallback is not None:  # policy fallback_model
+            client, model = rt.fallback, rt.fallback.default_model
+            got = await rt.budgets.reserve(
+                job.tenant,
+                rt.prices.worst_case(model, prompt_chars, request.max_tokens),
+                job.tenant_budget_usd,
+            )
+        if isinstance(got, str):
+            log.warning("budget.degraded", scope=got)
+            return not_called(Generation(None, degraded_reason="budget_exhausted"), model)
+        reservation = got
+
+    completion = Completion(model=model)
+    gen = Generation(model)
+    produced = len(emitter.text)
+    # the endpoint's side of it: a call we stop (cancel) or whose text we fail to store is "ok"
+    status: str | None = "ok"
+    called_at = time.perf_counter()
+    try:
+        async for delta in client.stream(
+            messages,
+            completion=completion,
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            affinity=affinity_key(citations),
+        ):
+            await emitter.emit(delta)
+    except UpstreamError as exc:
+        gen = Generation(None, degraded_reason=degraded_reason(exc))
+        status = call_status(exc)
+        log.warning("llm.failed", reason=gen.degraded_reason, error=exc.detail)
+    finally:
+        gen.usage = completion.usage
+        gen.cost_usd = _cost(rt, model, completion.usage, prompt_chars, emitter, produced)
+        called(model, status, completion, time.perf_counter() - called_at, gen)
+        # settled even when the job is cancelled mid-stream: what was generated is paid for
+        spent = await asyncio.shield(rt.budgets.settle(reservation, gen.cost_usd))
+        LLM_COST.labels(model=model).inc(gen.cost_usd)
+        if reservation.day == today():
+            BUDGET_SPEND.labels(scope="service").set(spent)
+    if gen.degraded_reason is None and prompt_key is not None and job.request_digest:
+        answer = {
+            "answer": emitter.text,
+            "citations": [c.model_dump(mode="json") for c in citations],
+            "model": model,
+        }
+        await rt.answers.put(
+            job.tenant, corpus, prompt=prompt_key, request=job.request_digest, answer=answer
+        )
+    return gen
+
+
+def _cost(
+    rt: Runtime, model: str, usage: Usage, prompt_chars: int, emitter: Emitter, produced: int
+) -> float:
+    """The call's cost from the usage the LLM reported; estimated when a broken stream
+    reported none but text was generated."""
+    if usage.total_tokens:
+        return rt.prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
+    generated = len(emitter.text) - produced
+    if generated <= 0:
+        return 0.0
+    return rt.prices.cost(
+        model, rt.prices.prompt_tokens(prompt_chars), rt.prices.prompt_tokens(generated)
+    )
