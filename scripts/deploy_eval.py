@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from shared import evaluation
+from scripts import evaluation
 
 
 def main(argv: list[str] | None = None) -> int:

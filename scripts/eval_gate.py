@@ -1,11 +1,12 @@
 """The CI deploy gate: start a real stack, ingest the corpus through the API, run the deploy
 evaluation (the code of `ragq eval`) and exit with its code.
 
-The stack is the e2e tests' one: the test LLM (`scripts/testllm.py`, unless `--no-llm`),
-`ragq serve` and one `ragq worker`, on a flushed Redis DB with an embedded Qdrant in a temp
-dir. `--shuffle-texts SEED` ingests every document with another one's text (ids and titles
-kept): a deliberately broken index the gate must fail. Exit 0 pass, 1 below a threshold,
-2 when the stack or the corpus cannot be set up.
+The stack is the e2e tests' one, from the harness (`scripts/harness/`): the test LLM
+(`python -m scripts.testllm`, unless `--no-llm`), `ragq serve` and one `ragq worker`, on a flushed
+Redis DB with an embedded Qdrant in a temp dir. `--shuffle-texts SEED` ingests every
+document with another one's text (ids and titles kept): a deliberately broken index the
+gate must fail. Exit 0 pass, 1 below a threshold, 2 when the stack or the corpus cannot be
+set up.
 """
 
 from __future__ import annotations
@@ -13,67 +14,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import random
 import signal
-import socket
 import sys
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 from redis.asyncio import Redis
 
-from shared import evaluation
+from scripts import evaluation
+from scripts.harness import ROOT, CorpusDoc, HarnessError, Stack, ingest, read_corpus
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"  # reserved for the gate: flushed before and after
 KEY_PREFIX = "ragqgate"
-START_TIMEOUT_S = 120.0
-INDEX_TIMEOUT_S = 300.0
-STOP_TIMEOUT_S = 20.0
-POLL_S = 0.2
 
 
-class GateError(Exception):
-    """The stack or the corpus could not be set up (exit 2)."""
-
-
-@dataclass(frozen=True)
-class CorpusDoc:
-    """One manifest entry with its text, as posted to `POST /v1/documents`."""
-
-    id: str
-    title: str
-    text: str
-    metadata: dict[str, Any]
-
-
-def read_corpus(corpus: Path) -> list[CorpusDoc]:
-    """The documents listed in `corpus/manifest.jsonl`, with their texts."""
-    manifest = corpus / "manifest.jsonl"
-    try:
-        lines = manifest.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise GateError(f"cannot read the corpus manifest {manifest}: {exc}") from exc
-    docs = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-            text = (corpus / entry["path"]).read_text(encoding="utf-8")
-            docs.append(
-                CorpusDoc(entry["id"], entry["title"], text, dict(entry.get("metadata", {})))
-            )
-        except (ValueError, KeyError, TypeError, OSError) as exc:
-            raise GateError(f"{manifest}:{lineno}: unusable entry: {exc!r}") from exc
-    if not docs:
-        raise GateError(f"{manifest} lists no documents")
-    return docs
+class GateError(HarnessError):
+    """The corpus or the gate's Redis DB could not be set up (exit 2, like a stack error)."""
 
 
 def shuffle_texts(docs: list[CorpusDoc], seed: int) -> list[CorpusDoc]:
@@ -90,175 +49,10 @@ def shuffle_texts(docs: list[CorpusDoc], seed: int) -> list[CorpusDoc]:
     return [CorpusDoc(d.id, d.title, text_of[i], d.metadata) for i, d in enumerate(docs)]
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def say(message: str) -> None:
     """Progress on stderr (stdout carries the report)."""
     sys.stderr.write(f"eval gate: {message}\n")
     sys.stderr.flush()
-
-
-@dataclass
-class Stack:
-    """The processes of the gate's stack; `stop()` ends whatever is still running."""
-
-    logs: Path
-    env: dict[str, str]
-    url: str = ""
-    llm_url: str = ""
-    procs: dict[str, asyncio.subprocess.Process] = field(default_factory=dict)
-
-    async def spawn(self, name: str, *args: str) -> None:
-        """Start `python -m shared.cli ARGS`, logging to logs/NAME.log."""
-        with (self.logs / f"{name}.log").open("ab") as log:
-            self.procs[name] = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "shared.cli",
-                *args,
-                env=self.env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=log,
-            )
-
-    async def start_llm(self, *flags: str) -> None:
-        """Start the test LLM server (with `flags`) and point ragq at it once it is READY."""
-        with (self.logs / "llm.log").open("ab") as log:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(ROOT / "scripts" / "testllm.py"),
-                "--port",
-                "0",
-                *flags,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=log,
-                cwd=ROOT,
-            )
-        self.procs["llm"] = proc
-        assert proc.stdout is not None
-        try:
-            line = await asyncio.wait_for(proc.stdout.readline(), START_TIMEOUT_S)
-        except TimeoutError:
-            raise GateError("the test LLM did not print READY in time") from None
-        words = line.decode().split()
-        if len(words) != 2 or words[0] != "READY":
-            raise GateError(f"the test LLM did not start (it printed {line!r})")
-        self.llm_url = words[1]
-        self.env["RAGQ_LLM_BASE_URL"] = f"{self.llm_url}/v1"
-
-    async def start_api(self) -> None:
-        """Start the API on a free port and wait until /readyz is 200 (a worker is live)."""
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        await self.spawn("api", "serve", "--port", str(port))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_TIMEOUT_S
-        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
-            # across the process boundary there is no event: poll readiness
-            while True:
-                self._check_alive()
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/readyz")).status_code == 200:
-                        return
-                if loop.time() > deadline:
-                    raise GateError(f"ragq was not ready after {START_TIMEOUT_S:.0f} s")
-                await asyncio.sleep(POLL_S)
-
-    def _check_alive(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.returncode is not None:
-                raise GateError(f"{name} exited with {proc.returncode} during start-up")
-
-    async def create_key(self, tenant: str, *options: str) -> str:
-        """Issue an API key with `ragq keys create --tenant TENANT OPTIONS`."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "shared.cli",
-            "keys",
-            "create",
-            "--tenant",
-            tenant,
-            *options,
-            env=self.env,
-            cwd=ROOT,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise GateError(f"ragq keys create failed: {err.decode(errors='replace')[-500:]}")
-        return out.decode().strip()
-
-    async def stop(self) -> None:
-        """SIGTERM everything still running, then SIGKILL what does not exit in time."""
-        for proc in self.procs.values():
-            if proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-    def log_tails(self) -> str:
-        """The end of every process log, for failure messages."""
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-            for p in sorted(self.logs.glob("*.log"))
-        )
-
-
-async def ingest(client: httpx.AsyncClient, docs: list[CorpusDoc]) -> None:
-    """Post every document, then wait until all are `indexed`; a `failed` one is an error."""
-    for doc in docs:
-        body = {"id": doc.id, "title": doc.title, "text": doc.text, "metadata": doc.metadata}
-        response = await client.post("/v1/documents", json=body)
-        if response.status_code != 202:
-            raise GateError(
-                f"POST /v1/documents {doc.id} answered {response.status_code}: "
-                f"{response.text[:300]}"
-            )
-    pending = {d.id for d in docs}
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + INDEX_TIMEOUT_S
-    # document status changes in the worker process: there is no event to await, so poll
-    while pending:
-        statuses = await _statuses(client)
-        failed = {i: statuses[i] for i in pending if statuses.get(i, {}).get("status") == "failed"}
-        if failed:
-            details = "; ".join(f"{i}: {d.get('error')}" for i, d in sorted(failed.items()))
-            raise GateError(f"indexing failed for {len(failed)} document(s): {details}")
-        pending -= {i for i in pending if statuses.get(i, {}).get("status") == "indexed"}
-        if pending and loop.time() > deadline:
-            raise GateError(
-                f"{len(pending)} document(s) not indexed after {INDEX_TIMEOUT_S:.0f} s: "
-                + ", ".join(sorted(pending))
-            )
-        if pending:
-            await asyncio.sleep(POLL_S)
-
-
-async def _statuses(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
-    """Every document of the tenant by id (all pages of `GET /v1/documents`)."""
-    docs: dict[str, dict[str, Any]] = {}
-    params: dict[str, Any] = {"limit": 100}
-    while True:
-        response = await client.get("/v1/documents", params=params)
-        if response.status_code != 200:
-            raise GateError(f"GET /v1/documents answered {response.status_code}")
-        page = response.json()
-        docs.update({d["id"]: d for d in page["data"]})
-        if not page.get("has_more"):
-            return docs
-        params["cursor"] = page["next_cursor"]
 
 
 async def flushdb(url: str) -> None:
@@ -293,11 +87,11 @@ async def gate(args: argparse.Namespace) -> int:
             "RAGQ_LOG_LEVEL": "info",
             "PYTHONUNBUFFERED": "1",
         }
-        stack = Stack(logs=Path(tmp), env=env)
+        stack = Stack(Path(tmp), env)
         try:
             if args.llm:
                 await stack.start_llm()
-            await stack.spawn("worker", "worker")
+            await stack.start_worker()
             await stack.start_api()
             key = await stack.create_key("gate")
             say(f"stack ready at {stack.url}; ingesting {len(docs)} documents")
@@ -313,7 +107,7 @@ async def gate(args: argparse.Namespace) -> int:
             if code == evaluation.EXIT_USAGE:
                 sys.stderr.write(stack.log_tails() + "\n")
             return code
-        except GateError:
+        except HarnessError:
             sys.stderr.write(stack.log_tails() + "\n")
             raise
         finally:
@@ -329,7 +123,7 @@ async def _main(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGTERM, task.cancel)  # CI cancelling: still clean up
     try:
         return await gate(args)
-    except GateError as exc:
+    except HarnessError as exc:
         say(f"error: {exc}")
         return evaluation.EXIT_USAGE
     except asyncio.CancelledError:  # SIGTERM: the stack is stopped and Redis flushed by now

@@ -14,29 +14,24 @@ import contextlib
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # run as `python scripts/bench/admission.py`
-    sys.path.insert(0, str(ROOT))
+import httpx
+from asgi_lifespan import LifespanManager
+from redis.asyncio import Redis
 
-import httpx  # noqa: E402
-from asgi_lifespan import LifespanManager  # noqa: E402
-from redis.asyncio import Redis  # noqa: E402
+from api.app import create_app
+from scripts.bench.reportfile import markers, write_section
+from scripts.bench.stack import KEY_PREFIX as PREFIX
+from scripts.bench.stack import REDIS_URL  # the benchmarks' DB: flushed at start and end
+from shared.apikeys import ApiKeyStore
+from shared.config import Settings
+from shared.redis_keys import Keys
 
-from api.app import create_app  # noqa: E402
-from scripts.bench.pickup import markers, write_section  # noqa: E402
-from shared.apikeys import ApiKeyStore  # noqa: E402
-from shared.config import Settings  # noqa: E402
-from shared.redis_keys import Keys  # noqa: E402
-
-REDIS_URL = "redis://127.0.0.1:6379/14"  # the benchmarks' DB: flushed at start and end
-DB = 14
-PREFIX = "ragqbench"
+DB = int(REDIS_URL.rsplit("/", 1)[1])  # MONITOR counts commands on this DB only
 
 
 async def count_commands(redis_url: str, action: Callable[[], Awaitable[Any]]) -> int:

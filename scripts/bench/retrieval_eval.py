@@ -28,7 +28,8 @@ from pathlib import Path
 from shared.config import Settings
 from workers.rag.chunking import chunk_text
 from workers.rag.embeddings import Embedder, build_embedder
-from workers.rag.vectorstore import ChunkStore, StoredChunk
+from workers.rag.points import StoredChunk
+from workers.rag.vectorstore import ChunkStore, SearchMode
 
 ROOT = Path(__file__).resolve().parents[2]
 PYDOC = Path("/usr/share/doc/python3.11/html/_sources")
@@ -139,11 +140,11 @@ async def _index(
     return len(chunks), len(chunks) / (time.perf_counter() - started)
 
 
-async def _score(ds: DataSet, store: ChunkStore, embedder: Embedder, mode: str) -> Scores:
+async def _score(ds: DataSet, store: ChunkStore, embedder: Embedder, mode: SearchMode) -> Scores:
     hits = rr = 0.0
     for question, gold in ds.questions:
         [vector] = await embedder.embed([question])
-        found = await store.search(TENANT, vector, text=question, limit=30, mode=mode)  # type: ignore[call-arg]
+        found = await store.search(TENANT, vector, text=question, limit=30, mode=mode)
         ranked: list[str] = []
         for hit in found:
             if hit.chunk.document_id not in ranked:
@@ -161,16 +162,16 @@ async def evaluate(embedders: list[str]) -> list[dict[str, object]]:
     for ds in (sample_corpus(), python_faq()):
         for model in embedders:
             with tempfile.TemporaryDirectory() as tmp:
-                settings = Settings(  # type: ignore[call-arg]
-                    _env_file=None, qdrant_path=Path(tmp), embeddings_model=model
-                )
+                settings = Settings(_env_file=None, qdrant_path=Path(tmp), embeddings_model=model)
                 embedder = await build_embedder(settings, executor)
                 store = await ChunkStore.open(settings, dim=embedder.dim)
                 try:
                     n_chunks, rate = await _index(ds, store, embedder, settings)
-                    runs = [("dense", None), ("sparse", None)] + [
-                        ("hybrid", w) for w in RRF_WEIGHTS
+                    runs: list[tuple[SearchMode, tuple[float, float] | None]] = [
+                        ("dense", None),
+                        ("sparse", None),
                     ]
+                    runs += [("hybrid", w) for w in RRF_WEIGHTS]
                     for mode, weights in runs:
                         if mode == "sparse" and model != embedders[0]:
                             continue  # sparse-only does not depend on the embedder

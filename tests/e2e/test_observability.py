@@ -18,8 +18,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.eval_gate import POLL_S, ROOT, START_TIMEOUT_S, free_port
-from tests.e2e.conftest import Stack, auth
+from scripts.harness import POLL_S, ROOT, START_TIMEOUT_S, free_port
+from tests.e2e.conftest import Stack, auth, finished
 from tests.e2e.test_stack import DOC
 
 pytestmark = pytest.mark.e2e
@@ -85,17 +85,17 @@ async def _one_job(stack: Stack) -> tuple[str, dict[str, Any], str]:
         submitted = await client.post(
             "/v1/jobs", json={"question": QUESTION}, headers={"X-Request-ID": REQUEST_ID}
         )
-        job = (await client.get(f"/v1/jobs/{submitted.json()['id']}?wait=30")).json()
+        job = await finished(client, submitted.json()["id"])
     assert job["status"] == "completed", stack.log_tails()
     assert job["result"]["degraded"] is False, stack.log_tails()
     return key, job, f"http://127.0.0.1:{port}/metrics"
 
 
 async def _scrape_when(url: str, sample: str, value: float) -> str:
-    """The scrape of `url` once `sample` reaches `value` (or after 30 s): the worker counts
+    """The scrape of `url` once `sample` reaches `value` (or after 90 s): the worker counts
     a job just after the API can see it completed, in another process (a bounded poll)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
+    deadline = loop.time() + 90
     async with httpx.AsyncClient(timeout=10) as client:
         while True:
             text = (await client.get(url)).text

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from scripts.eval_gate import free_port
-from tests.e2e.conftest import Stack, auth
+from scripts.harness import free_port
+from tests.e2e.conftest import Stack, auth, finished
 from tests.e2e.test_stack import DOC
-from tests.unit.test_deploy_observability import contract_metrics
+from tests.unit.promql import contract_metrics
 
 PROMETHEUS_BIN = shutil.which("prometheus")
 pytestmark = [
@@ -33,8 +33,8 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
-START_TIMEOUT_S = 30.0  # seconds for Prometheus to answer /-/ready
-SERIES_TIMEOUT_S = 30.0  # seconds for the scrapes and rule evaluations to show up
+START_TIMEOUT_S = 90.0  # seconds for Prometheus to answer /-/ready (a loaded machine is slow)
+SERIES_TIMEOUT_S = 90.0  # seconds for the scrapes and rule evaluations to show up
 POLL_S = 0.25  # seconds between two queries while waiting for a scrape
 STOP_TIMEOUT_S = 10.0
 TARGET_LABELS = {"__name__", "job", "instance"}
@@ -224,7 +224,7 @@ async def test_prometheus_scrapes_api_and_worker_and_evaluates_the_alerts(
     key = await _running_stack(stack, worker_port)
     async with httpx.AsyncClient(base_url=stack.url, headers=auth(key), timeout=60) as client:
         submitted = await client.post("/v1/jobs", json={"question": "How to rotate a key?"})
-        job = (await client.get(f"/v1/jobs/{submitted.json()['id']}?wait=30")).json()
+        job = await finished(client, submitted.json()["id"])
         usage = await client.get("/v1/usage")  # sets today's spend gauge on the API
     api = urlsplit(stack.url).netloc
     async with run_prometheus(tmp_path, api, f"127.0.0.1:{worker_port}") as prom:

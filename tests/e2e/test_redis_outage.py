@@ -20,7 +20,7 @@ from httpx_sse import aconnect_sse
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from scripts.eval_gate import POLL_S, free_port
+from scripts.harness import POLL_S, free_port
 from tests.e2e.conftest import Stack, auth
 from tests.e2e.test_stack import DOC
 

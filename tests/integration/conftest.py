@@ -9,12 +9,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from redis.asyncio import Redis
 
 from scripts.testllm import Behaviour, serve_testllm
 from shared.config import Settings
 from shared.redis_keys import QUEUES, Keys
+from tests.integration.breakers import second_redis_fixture  # noqa: F401 - a fixture
+from tests.integration.chunkstores import (  # noqa: F401 - fixtures, kept beside their helpers
+    embedder_fixture,
+    open_store_fixture,
+    store_settings_fixture,
+)
 from workers.rag.llm import LLMClient
 
 
@@ -23,6 +30,23 @@ async def testllm() -> AsyncIterator[str]:
     """The project's OpenAI-compatible test server; yields its base URL (no /v1)."""
     async with serve_testllm(Behaviour()) as url:
         yield url
+
+
+@pytest.fixture
+async def llm_api(testllm: str) -> AsyncIterator[openai.AsyncOpenAI]:
+    """An openai client of the test LLM that validates every reply strictly."""
+    client = openai.AsyncOpenAI(
+        base_url=f"{testllm}/v1", api_key="x", max_retries=0, _strict_response_validation=True
+    )
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def llm_http(testllm: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A plain HTTP client of the test LLM, for its control endpoints and raw replies."""
+    async with httpx.AsyncClient(base_url=testllm, timeout=30) as client:
+        yield client
 
 
 MakeLLM = Callable[..., LLMClient]

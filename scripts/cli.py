@@ -1,15 +1,14 @@
 """The `ragq` command: serve, worker, dev, keys, ingest, ask, eval.
 
-The API and worker entry points are resolved by name (as uvicorn and arq do), so this
-dispatcher never imports `api` or `workers` code into `shared`.
+It sits above `api` and `workers` (the import-linter layers in pyproject.toml): each
+subcommand imports what it runs when it runs, so `ragq keys` never loads the API or the
+worker, and every edge is an import statement the linter sees.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
-import json
 import os
 import shutil
 import sys
@@ -20,12 +19,13 @@ from typing import Any
 
 import httpx
 
-from shared import evaluation
+from scripts import evaluation
 from shared.config import get_settings
 from shared.logging import configure_logging, get_logger
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
+APP_FACTORY = "api.app:create_app"  # the name of what `from api.app import create_app` imports
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -42,12 +42,20 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ[MULTIPROC_VAR] = metrics_dir
     if workers > 1:
         configure_logging(settings.log_level)  # the supervisor's lines: JSON like the rest
-        get_logger("shared.cli").info(
+        get_logger("scripts.cli").info(
             "api.metrics_multiprocess", workers=workers, dir=os.environ[MULTIPROC_VAR]
         )
+    if workers == 1:
+        from api.app import create_app  # uvicorn calls the factory in this process
+
+        app: Any = create_app
+    else:
+        # each API process imports it itself; the supervisor must not (it would write its
+        # own metric files into the multi-process directory)
+        app = APP_FACTORY
     try:
         uvicorn.run(
-            "api.app:create_app",
+            app,
             factory=True,
             host=args.host or settings.host,
             port=args.port if args.port is not None else settings.port,
@@ -63,7 +71,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    importlib.import_module("workers.main").run(args.queue)
+    from workers.main import run
+
+    run(args.queue)
     return 0
 
 
@@ -138,7 +148,11 @@ def _ingest(args: argparse.Namespace) -> int:
 def _ask(args: argparse.Namespace) -> int:
     from httpx_sse import connect_sse
 
+    from shared.events import AnswerDelta, JobFailed, RetrievalCompleted, parse_event
+    from shared.schemas.jobs import Citation
+
     body: dict[str, Any] = {"question": args.question, "top_k": args.top_k}
+    citations: list[Citation] = []
     with httpx.Client(base_url=args.url, headers=_headers(args.key), timeout=130) as client:
         if args.no_stream:
             response = client.post("/v1/rag", json=body)
@@ -147,27 +161,26 @@ def _ask(args: argparse.Namespace) -> int:
                 return 1
             result = response.json()
             print(result["answer"])
-            citations = result["citations"]
+            citations = [Citation.model_validate(c) for c in result["citations"]]
         else:
-            citations = []
             with connect_sse(client, "POST", "/v1/rag", json={**body, "stream": True}) as source:
                 if source.response.status_code != 200:
                     source.response.read()
                     print(source.response.text, file=sys.stderr)
                     return 1
-                for event in source.iter_sse():
-                    data = json.loads(event.data)
-                    if event.event == "retrieval.completed":
-                        citations = data["citations"]
-                    elif event.event == "answer.delta":
-                        print(data["delta"], end="", flush=True)
-                    elif event.event == "job.failed":
-                        print(f"\nfailed: {data['error']}", file=sys.stderr)
+                for sse in source.iter_sse():
+                    event = parse_event(sse.event, sse.data)
+                    if isinstance(event, RetrievalCompleted):
+                        citations = event.citations
+                    elif isinstance(event, AnswerDelta):
+                        print(event.delta, end="", flush=True)
+                    elif isinstance(event, JobFailed):
+                        print(f"\nfailed: {event.error.model_dump()}", file=sys.stderr)
                         return 1
             print()
     print()
     for c in citations:
-        print(f"[{c['index']}] {c['title']} ({c['document_id']}, chars {c['start']}-{c['end']})")
+        print(f"[{c.index}] {c.title} ({c.document_id}, chars {c.start}-{c.end})")
     return 0
 
 
@@ -176,12 +189,14 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    return int(importlib.import_module("shared.devstack").run_dev(args))
+    from scripts.devstack import run_dev
+
+    return run_dev(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `ragq` argument parser."""
-    parser = argparse.ArgumentParser(prog="ragq", description=__doc__)
+    parser = argparse.ArgumentParser(prog="ragq", description=(__doc__ or "").split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")

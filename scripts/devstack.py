@@ -1,0 +1,179 @@
+"""`ragq dev`: Redis (started if none answers), one API and one worker process, the sample
+corpus loaded once, and a ready-to-paste curl. Ctrl-C stops everything it started.
+
+The processes come from the harness (`scripts/harness/`) and write to this terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from scripts.harness import (
+    HarnessError,
+    Stack,
+    document_statuses,
+    post_documents,
+    read_corpus,
+    wait_indexed,
+    wait_until,
+)
+from shared.config import Settings, get_settings
+
+READY_TIMEOUT_S = 150.0
+INDEX_TIMEOUT_S = 300.0
+REDIS_START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 30.0
+DEV_KEY_FILE = Path(".ragq-dev-key")
+SAMPLE_QUESTION = "How do I rotate a signing key in vault?"
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"ragq dev: {message}\n")
+
+
+async def _redis_answers(url: str) -> bool:
+    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(await client.ping())
+    except (RedisError, OSError):
+        return False
+    finally:
+        await client.aclose()
+
+
+async def _start_redis(stack: Stack, settings: Settings) -> None:
+    """Start a local redis-server when none answers at RAGQ_REDIS_URL."""
+    if await _redis_answers(settings.redis_url):
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        raise SystemExit(
+            "No Redis answers at RAGQ_REDIS_URL and redis-server is not installed: "
+            "install it (Debian: apt-get install redis-server) or point RAGQ_REDIS_URL at one."
+        )
+    port = urlparse(settings.redis_url).port or 6379
+    argv = [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    await stack.start("redis", argv, stdout="devnull")
+    await wait_until(
+        lambda: _redis_answers(settings.redis_url),
+        timeout_s=REDIS_START_TIMEOUT_S,
+        failure="redis-server did not answer",
+        processes=stack,
+        poll_s=0.1,
+    )
+    _say(f"started redis-server on port {port}")
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8").strip() if path.exists() else ""
+
+
+def _write_secret(path: Path, text: str) -> None:
+    path.write_text(text + "\n", encoding="utf-8")
+    path.chmod(0o600)
+
+
+async def _dev_key(stack: Stack) -> str:
+    """Reuse the key saved by an earlier run if it still works, else issue one."""
+    key = await asyncio.to_thread(_read_text, DEV_KEY_FILE)
+    if key:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
+            check = await client.get(
+                "/v1/documents?limit=1", headers={"Authorization": f"Bearer {key}"}
+            )
+        if check.status_code == 200:
+            return key
+    key = await stack.create_key("dev")
+    await asyncio.to_thread(_write_secret, DEV_KEY_FILE, key)
+    return key
+
+
+async def _load_corpus(client: httpx.AsyncClient, corpus: Path, *, force: bool) -> None:
+    """Post the sample corpus once: documents already indexed are left alone, unless the
+    vector store or its collection is new (`force`) while Redis still remembers them."""
+    if not await asyncio.to_thread((corpus / "manifest.jsonl").exists):
+        _say(f"no sample corpus at {corpus}, skipping")
+        return
+    docs = await asyncio.to_thread(read_corpus, corpus)
+    known = await document_statuses(client)
+    todo = [d for d in docs if force or known.get(d.id, {}).get("status") != "indexed"]
+    if not todo:
+        return
+    await post_documents(client, todo)
+    _say(f"indexing {len(todo)} sample documents…")
+    try:
+        await wait_indexed(client, [d.id for d in todo], timeout_s=INDEX_TIMEOUT_S)
+    except HarnessError as exc:  # the stack still answers: say what is missing, go on
+        _say(str(exc))
+
+
+def _ready_text(base: str, key: str) -> str:
+    return (
+        "\nragq is ready. Ask it something:\n\n"
+        f"curl -s {base}/v1/rag -H 'Authorization: Bearer {key}' "
+        "-H 'Content-Type: application/json' "
+        f'-d \'{{"question": "{SAMPLE_QUESTION}"}}\'\n\n'
+        f'or: ragq ask --key {key} "{SAMPLE_QUESTION}"\n'
+        "Ctrl-C stops everything.\n"
+    )
+
+
+async def _run(args: argparse.Namespace) -> None:
+    settings = get_settings()
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)  # at any step: stop what has started
+    # a marker beside the embedded store says this store and collection hold the corpus
+    marker = settings.qdrant_path / f".ragq-dev-corpus-{settings.collection_name}"
+    new_store = settings.embedded_qdrant and not await asyncio.to_thread(marker.exists)
+    # the first try shows the curl, not every request line; RAGQ_LOG_LEVEL overrides
+    env = {**os.environ, "RAGQ_LOG_LEVEL": os.environ.get("RAGQ_LOG_LEVEL", "warning")}
+    stack = Stack(  # output to this terminal; the processes run where `ragq dev` was started
+        None,
+        env,
+        cwd=None,
+        start_timeout_s=READY_TIMEOUT_S,
+        stop_timeout_s=STOP_TIMEOUT_S,
+        say=_say,
+    )
+    try:
+        await _start_redis(stack, settings)
+        await stack.start_worker()
+        base = await stack.start_api(host=settings.host, port=settings.port)
+        key = await _dev_key(stack)
+        auth = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=base, headers=auth, timeout=30) as client:
+            await _load_corpus(client, Path(args.corpus), force=new_store)
+        if settings.embedded_qdrant:
+            await asyncio.to_thread(marker.touch)
+        sys.stdout.write(_ready_text(base, key))
+        sys.stdout.flush()
+        exits = [asyncio.create_task(p.wait()) for p in stack.procs.values()]
+        await asyncio.wait(exits, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        pass  # Ctrl-C or SIGTERM: everything is stopped below
+    except HarnessError as exc:
+        raise SystemExit(f"ragq dev: {exc}") from None
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: None)  # stopping already; it is bounded
+        await stack.stop()
+
+
+def run_dev(args: argparse.Namespace) -> int:
+    """Run the whole stack in the foreground until Ctrl-C."""
+    asyncio.run(_run(args))
+    return 0

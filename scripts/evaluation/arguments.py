@@ -1,0 +1,136 @@
+"""The evaluation's command-line options, shared by `ragq eval`, `scripts/deploy_eval.py`
+and `scripts/eval_gate.py`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from scripts.evaluation.options import (
+    DEFAULT_CONCURRENCY,
+    DEFAULT_DATA,
+    DEFAULT_JSON_OUT,
+    DEFAULT_K,
+    DEFAULT_KEYWORD_THRESHOLD,
+    DEFAULT_MRR_DEPTH,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    DEFAULT_URL,
+    MAX_TOP_K,
+    EvalOptions,
+    Thresholds,
+)
+from scripts.evaluation.report import EXIT_USAGE
+from scripts.evaluation.runner import run
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _int_in(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {text}")
+        return value
+
+    return parse
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1.0 <= value <= 120.0:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 120 seconds, got {text}")
+    return value
+
+
+def add_eval_arguments(parser: argparse.ArgumentParser, *, target: bool = True) -> None:
+    """The evaluation's options; `target=False` leaves out --url/--key (the gate sets them)."""
+    if target:
+        parser.add_argument("--url", default=DEFAULT_URL, help="ragq base URL (%(default)s)")
+        parser.add_argument("--key", help="API key (default: $RAGQ_API_KEY)")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="question set, JSONL (%(default)s)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=_fraction,
+        default=DEFAULT_KEYWORD_THRESHOLD,
+        help="minimum keyword hit rate (%(default)s)",
+    )
+    parser.add_argument("--min-hit-at-k", type=_fraction, help="minimum hit@k (not checked)")
+    parser.add_argument("--min-mrr", type=_fraction, help="minimum MRR (not checked)")
+    parser.add_argument("--min-precision", type=_fraction, help="minimum precision@k (not checked)")
+    parser.add_argument(
+        "--top-k",
+        type=_int_in(1, MAX_TOP_K),
+        default=DEFAULT_K,
+        help="k of hit@k, recall@k and precision@k (%(default)s)",
+    )
+    parser.add_argument(
+        "--mrr-depth",
+        type=_int_in(1, MAX_TOP_K),
+        default=DEFAULT_MRR_DEPTH,
+        help="MRR looks this deep; questions are asked with top_k=max(k, depth) (%(default)s)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_int_in(1, 256),
+        default=DEFAULT_CONCURRENCY,
+        help="questions in flight at once (%(default)s)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=_timeout,
+        default=DEFAULT_REQUEST_TIMEOUT_S,
+        help="the `timeout` of each POST /v1/rag, seconds (%(default)s)",
+    )
+    parser.add_argument(
+        "--json-out",
+        default=str(DEFAULT_JSON_OUT),
+        help="machine-readable report; empty string = none (%(default)s)",
+    )
+
+
+def options_from_args(args: argparse.Namespace, *, url: str, key: str) -> EvalOptions:
+    """Evaluation options from parsed `add_eval_arguments` options."""
+    return EvalOptions(
+        url=url,
+        key=key,
+        data=args.data,
+        k=args.top_k,
+        mrr_depth=args.mrr_depth,
+        concurrency=args.concurrency,
+        request_timeout_s=args.timeout,
+        thresholds=Thresholds(
+            keyword_hit_rate=args.threshold,
+            hit_at_k=args.min_hit_at_k,
+            mrr=args.min_mrr,
+            precision_at_k=args.min_precision,
+        ),
+        json_out=Path(args.json_out) if args.json_out else None,
+    )
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """`ragq eval` / `scripts/deploy_eval.py`: options from the command line, then `run`."""
+    key = args.key or os.environ.get("RAGQ_API_KEY")
+    if not key:
+        sys.stderr.write("ragq eval: an API key is needed: pass --key or set RAGQ_API_KEY\n")
+        return EXIT_USAGE
+    return run(options_from_args(args, url=args.url, key=key))

@@ -1,0 +1,53 @@
+"""What one evaluation run asks and checks: its options, their defaults, the thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_DATA = Path("data/deploy_eval.jsonl")
+DEFAULT_JSON_OUT = Path("eval-report.json")
+DEFAULT_K = 5
+DEFAULT_MRR_DEPTH = 10
+DEFAULT_CONCURRENCY = 4
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
+DEFAULT_KEYWORD_THRESHOLD = 0.85
+MAX_TOP_K = 50  # the API's limit on `top_k`
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Minimum values of the overall metrics; None = not checked."""
+
+    keyword_hit_rate: float | None = DEFAULT_KEYWORD_THRESHOLD
+    hit_at_k: float | None = None
+    mrr: float | None = None
+    precision_at_k: float | None = None
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to evaluate and how.
+
+    Each question is asked with `top_k = max(k, mrr_depth)` so that MRR can look down to
+    `mrr_depth` (citations are at most `top_k`); hit@k, recall@k and precision@k only look at
+    the first `k` ranks. The answer is therefore generated from `max(k, mrr_depth)` chunks:
+    pass `mrr_depth=k` to judge exactly the answer a client asking with `top_k=k` gets (MRR
+    is then MRR@k).
+    """
+
+    url: str
+    key: str
+    data: Path = DEFAULT_DATA
+    k: int = DEFAULT_K
+    mrr_depth: int = DEFAULT_MRR_DEPTH
+    concurrency: int = DEFAULT_CONCURRENCY
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    thresholds: Thresholds = Thresholds()
+    json_out: Path | None = DEFAULT_JSON_OUT
+
+    @property
+    def request_top_k(self) -> int:
+        """The `top_k` sent with every question."""
+        return max(self.k, self.mrr_depth)

@@ -1,0 +1,55 @@
+"""`ragq ask` against a running stack: the answer streamed to stdout, then its citations,
+the same with `--no-stream`; a refused request exits 1 with the problem on stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import Stack, auth
+from tests.e2e.test_stack import DOC
+
+pytestmark = pytest.mark.e2e
+
+
+async def _ask(stack: Stack, key: str, *flags: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "scripts.cli",
+        "ask",
+        "How do I rotate a signing key?",
+        "--url",
+        stack.url,
+        "--key",
+        key,
+        *flags,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return int(process.returncode or 0), out.decode(), err.decode()
+
+
+async def test_ragq_ask_prints_the_answer_then_its_citations(stack: Stack) -> None:
+    await stack.start_llm()
+    await stack.start_worker()
+    await stack.start_api()
+    key = await stack.create_key("acme")
+    await stack.index(key, DOC)
+    streamed = await _ask(stack, key)
+    whole = await _ask(stack, key, "--no-stream")
+    refused = await _ask(stack, "rq_not_a_key")
+    async with httpx.AsyncClient(base_url=stack.url, headers=auth(key)) as client:
+        body = {"question": "How do I rotate a signing key?"}
+        answer = (await client.post("/v1/rag", json=body, timeout=60)).json()["answer"]
+    citation = "[1] Rotating signing keys (key-rotation, chars "
+    for code, out, _ in (streamed, whole):
+        assert code == 0
+        assert out.startswith(answer), out
+        assert citation in out
+    assert refused[0] == 1
+    assert "401" in refused[2] or "unauthorized" in refused[2].lower()
