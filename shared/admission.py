@@ -25,7 +25,7 @@ from shared.schemas.jobs import AnswerJobPayload, JobCreate, JobPublic
 Outcome = Literal[
     "ok", "coalesced", "cached", "cached_now", "overloaded", "concurrency", "budget", "exists"
 ]
-_MOVES = 5  # times a submit reads a coalescing leader that changed meanwhile, at most
+_MOVES = 5  # tries of a submit whose coalescing leader changed since it was read, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +135,8 @@ class Admitter:
             adm.pointer_key or unused,
         ]
         drains = self._keys.drain_window(request.priority, time.time(), adm.drain_window_s)
+        leader = ""  # most often no identical job runs: read the pointer only when moved
         for _ in range(_MOVES):
-            leader = await self._coalescing.leader(adm.inflight_key) if mode == "coalesce" else ""
             leads = (
                 [self._keys.job(leader), self._keys.followers(leader)] if leader else [unused] * 2
             )
@@ -146,6 +146,7 @@ class Admitter:
             )
             if outcome != "moved":
                 break
+            leader = await self._coalescing.leader(adm.inflight_key)
         else:  # pragma: no cover - five identical requests finishing in a row
             raise RuntimeError("the coalescing leader kept changing")
         said = cast(Outcome, str(outcome))
