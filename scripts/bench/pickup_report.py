@@ -12,7 +12,7 @@ from datetime import datetime
 
 from scripts.bench.idle import IdleResult
 from scripts.bench.pickup_samples import Calibration, CallSample, Results
-from scripts.bench.reportfile import load_avg, markers
+from scripts.bench.reportfile import environment_line, load_avg, markers
 from scripts.bench.stats import DIST_HEADER, dist_row, fmt, quantile
 
 TARGET_PICKUP_P50_MS = 10.0
@@ -62,11 +62,7 @@ class Report:
             f"(other DBs) before the stack started: {self.background_rate:.0f}.",
             "- Stack: `python -m scripts.testllm --port 0`, `ragq serve`, one `ragq worker` (both "
             "queues), all as separate processes on this machine, plus this load generator.",
-            "- Environment: "
-            + ", ".join(f"`{k}={v}`" for k, v in sorted(self.env.items()))
-            + "; effective: "
-            + ", ".join(f"`{k}={v}`" for k, v in self.settings.items())
-            + ".",
+            environment_line(self.env, self.settings),
             f"- Data: {len(self.docs)} documents from `data/corpus/` "
             f"({', '.join(self.docs)}); {self.questions} questions from "
             "`data/deploy_eval.jsonl`, used in turn.",

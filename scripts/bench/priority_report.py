@@ -10,7 +10,7 @@ from datetime import datetime
 
 from scripts.bench.corpus import DOCS
 from scripts.bench.priority_load import SUBMIT_CONCURRENCY, Phase, Sample
-from scripts.bench.reportfile import load_avg, markers
+from scripts.bench.reportfile import environment_line, load_avg, markers
 from scripts.bench.stats import fmt, quantile
 
 
@@ -114,11 +114,7 @@ class Report:
             "- Stack: `python -m scripts.testllm --port 0`, `ragq serve`, one `ragq worker` "
             "serving both queues (each queue its own arq worker with its own slots), all as "
             "separate processes on this machine, plus this load generator.",
-            "- Environment: "
-            + ", ".join(f"`{k}={v}`" for k, v in sorted(self.env.items()))
-            + "; effective: "
-            + ", ".join(f"`{k}={v}`" for k, v in self.settings.items())
-            + ".",
+            environment_line(self.env, self.settings),
             f"- Test LLM (slow on purpose): first token {a.first_token_ms:g} ms + "
             f"{a.token_ms:g} ms per further token, `max_tokens={a.max_tokens}`; answers had "
             f"{', '.join(map(str, tokens)) or 'n/a'} completion tokens; the LLM stage took "

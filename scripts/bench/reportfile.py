@@ -97,6 +97,14 @@ def effective_settings(env: dict[str, str], names: Sequence[str]) -> dict[str, s
         return {"(settings)": f"could not be read: {exc}"}
 
 
+def environment_line(env: dict[str, str], settings: dict[str, str]) -> str:
+    """The report's environment line: the variables the bench set, then the settings in
+    effect."""
+    given = ", ".join(f"`{k}={v}`" for k, v in sorted(env.items()))
+    effective = ", ".join(f"`{k}={v}`" for k, v in settings.items())
+    return f"- Environment: {given}; effective: {effective}."
+
+
 def write_section(path: Path, section: str, name: str) -> None:
     """Create the file with an intro if missing; replace or append this benchmark's section."""
     text = read_text(path) or INTRO
