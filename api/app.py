@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.requests import Request
@@ -30,6 +31,8 @@ from shared.metrics import GaugeRefresher, mark_process_exited, prime_api
 from shared.pricing import PriceTable
 from shared.queue import Enqueuer
 from shared.redis_keys import QUEUES, Keys
+
+DOCS_ASSETS = "/static/docs"  # swagger-ui and redoc scripts, styles and favicon
 
 log = get_logger("api.app")
 
@@ -76,7 +79,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await redis_blocking.aclose()
             log.info("api.stopped")
 
-    app = FastAPI(
+    # /docs and /redoc load their scripts and styles from ragq itself (fastapi-offline ships
+    # them), not from a CDN that a machine without internet cannot reach
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="ragq",
         version="0.1.0",
         summary="Retrieval-augmented answers over your documents, queued and streamed.",

@@ -50,6 +50,10 @@ fi
 # only; RUNLEVEL=1 keeps the package from starting a system nginx on port 80.
 if ! command -v nginx >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then say "installing nginx"; { apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null; } || say "nginx install failed: its tests will skip"; fi
 
+# chromium, for the browser tests (the API docs pages, driven by Playwright through its
+# executable path: no browser download): they skip without it. As root only.
+if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then say "installing chromium"; { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || say "chromium install failed: the browser tests will skip"; fi
+
 # 2. Redis.
 url=${RAGQ_REDIS_URL:-redis://127.0.0.1:6379/0}
 hostport=${url#redis://}; hostport=${hostport#*@}; hostport=${hostport%%/*}
