@@ -17,7 +17,7 @@ from api.deps import Clients
 from api.errors import install_error_handlers, ragq_error_response
 from api.middleware import BodyLimitMiddleware, HeaderLimitMiddleware, RequestContextMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import documents, health, jobs, usage
+from api.routes import documents, health, jobs, openai, usage
 from shared.answercache import AnswerCache
 from shared.apikeys import ApiKeyStore
 from shared.budget import Budgets
@@ -100,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(documents.router)
     app.include_router(usage.router)
+    app.include_router(openai.router)
     # the last added runs first: request id and access log, then the header limit, then bodies
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(HeaderLimitMiddleware, settings=settings)

@@ -40,6 +40,29 @@ _HTTP_STATUS: dict[int, tuple[str, str]] = {
 }
 
 
+# routes that answer errors in OpenAI's shape, for the SDKs and UIs that call them
+OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/models"})
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def _openai_error(
+    status: int, type_: str, detail: str, headers: dict[str, str] | None
+) -> JSONResponse:
+    """OpenAI's error body; its invalid requests are 400 (a 422 elsewhere in ragq)."""
+    status = 400 if status == 422 else status
+    kind = _OPENAI_TYPES.get(status, "api_error")
+    body = {"error": {"message": detail, "type": kind, "param": None, "code": type_}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
 def problem(
     request: Request | None,
     status: int,
@@ -50,7 +73,10 @@ def problem(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    """A problem+json response that carries the request id."""
+    """A problem+json response that carries the request id (OpenAI's error body on the
+    OpenAI-compatible routes)."""
+    if request is not None and request.url.path in OPENAI_PATHS:
+        return _openai_error(status, type_, detail, headers)
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + type_,
         "title": title,

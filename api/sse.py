@@ -12,6 +12,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.deps import ClientsDep
 from shared.errors import InvalidInput
+from shared.events import StoredEvent
 from shared.jobrecord import JobRecord
 
 log = structlog.get_logger("api.jobs")
@@ -49,38 +50,54 @@ def resume_point(record: JobRecord, last_event_id: str | None, starting_after: i
     return after
 
 
-def event_stream(clients: ClientsDep, job_id: str, after: int) -> EventSourceResponse:
-    """Replay the job's events after `after`, then follow live until the terminal one."""
+async def follow(clients: ClientsDep, job_id: str, after: int) -> AsyncIterator[StoredEvent]:
+    """A job's events after `after`: replayed, then followed live until the terminal one
+    (or until the job expires). Raises RedisError when Redis goes away."""
     settings = clients.settings
     wait_ms = int(settings.sse_ping_s * 1000)
+    position = after
+    block_ms: int | None = None  # the first read never waits: a finished job ends at once
+    while True:
+        batch = await clients.jobs.read_events(job_id, position, block_ms=block_ms)
+        block_ms = wait_ms
+        if not batch:
+            record = await clients.jobs.get(job_id)
+            if record is None:
+                return  # the job expired while we waited
+            if record.terminal:
+                # its terminal event was written with the status: read once more, in case
+                # both landed after the read above; then nothing can follow
+                batch = await clients.jobs.read_events(job_id, position, block_ms=None)
+                if not batch:
+                    return
+        for event in batch:
+            yield event
+            position = event.sequence
+            if event.terminal:
+                return
+
+
+def sse_response(
+    source: AsyncIterator[ServerSentEvent], clients: ClientsDep
+) -> EventSourceResponse:
+    """An SSE response (pings every RAGQ_SSE_PING_S, never cached or buffered)."""
+    return EventSourceResponse(
+        source,
+        ping=clients.settings.sse_ping_s,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def event_stream(clients: ClientsDep, job_id: str, after: int) -> EventSourceResponse:
+    """Replay the job's events after `after`, then follow live until the terminal one."""
 
     async def events() -> AsyncIterator[ServerSentEvent]:
         position = after
-        block_ms: int | None = None  # the first read never waits: a finished job ends at once
         try:
-            while True:
-                batch = await clients.jobs.read_events(job_id, position, block_ms=block_ms)
-                block_ms = wait_ms
-                if not batch:
-                    record = await clients.jobs.get(job_id)
-                    if record is None:
-                        return  # the job expired while we waited
-                    if record.terminal:
-                        # its terminal event was written with the status: read once more,
-                        # in case both landed after the read above; then nothing can follow
-                        batch = await clients.jobs.read_events(job_id, position, block_ms=None)
-                        if not batch:
-                            return
-                for event in batch:
-                    yield ServerSentEvent(data=event.data, event=event.name, id=str(event.sequence))
-                    position = event.sequence
-                    if event.terminal:
-                        return
+            async for event in follow(clients, job_id, after):
+                yield ServerSentEvent(data=event.data, event=event.name, id=str(event.sequence))
+                position = event.sequence
         except RedisError as exc:  # the response has started: end it, the client resumes
             log.warning("sse.redis_unavailable", job_id=job_id, after=position, error=str(exc))
 
-    return EventSourceResponse(
-        events(),
-        ping=settings.sse_ping_s,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(events(), clients)

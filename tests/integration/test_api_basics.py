@@ -8,11 +8,14 @@ from typing import Any
 import httpx
 import pytest
 
+from api.errors import OPENAI_PATHS
+
 pytestmark = pytest.mark.integration
 
 
 async def test_every_route_but_health_needs_a_key(api: httpx.AsyncClient) -> None:
-    """Each OpenAPI path except /healthz, /readyz and /metrics answers 401 without a key."""
+    """Each OpenAPI path except /healthz, /readyz and /metrics answers 401 without a key
+    (problem+json; OpenAI's error body on the OpenAI-compatible routes)."""
     spec = (await api.get("/openapi.json")).json()
     open_routes = {"/healthz", "/readyz", "/metrics"}
     checked = 0
@@ -23,8 +26,11 @@ async def test_every_route_but_health_needs_a_key(api: httpx.AsyncClient) -> Non
         for method in methods:
             response = await api.request(method.upper(), url, json={})
             assert response.status_code == 401, (method, path, response.text)
-            assert response.headers["content-type"] == "application/problem+json"
-            assert response.json()["type"].endswith("/unauthorized")
+            if path in OPENAI_PATHS:  # OpenAI's error body, for its SDKs
+                assert response.json()["error"]["type"] == "authentication_error"
+            else:
+                assert response.headers["content-type"] == "application/problem+json"
+                assert response.json()["type"].endswith("/unauthorized")
             checked += 1
     assert checked >= 8
 
