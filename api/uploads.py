@@ -1,7 +1,8 @@
-"""Reading a document from a request: a JSON body, or a multipart upload of a text file.
+"""Reading a document from a request: a JSON body, or a multipart upload of a file.
 
-Only UTF-8 text is accepted (`.txt`, `.md`); anything else is refused before it is
-stored, with 415 for a file type ragq cannot read and 422 for invalid content.
+Uploads may be UTF-8 text (`.txt`, `.md`), PDF or HTML (their text: api/extract.py);
+anything else is refused before it is stored, with 415 for a file type ragq cannot read
+(or bytes that are not what the file claims to be) and 422 for invalid content.
 """
 
 from __future__ import annotations
@@ -15,11 +16,9 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from api.extract import SUFFIXES, TYPES, extract
 from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.schemas.documents import DocumentCreate
-
-TEXT_SUFFIXES = frozenset({".txt", ".md", ".markdown"})
-TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-markdown"})
 
 # Both request forms, for the OpenAPI description of the route.
 OPENAPI_BODY: dict[str, Any] = {
@@ -78,7 +77,7 @@ async def _from_json(request: Request) -> DocumentCreate:
 
 def _decode_text(name: str, raw: bytes) -> str:
     if b"\x00" in raw:
-        raise UnsupportedMediaType(f"{name} looks binary; upload UTF-8 .txt or .md files")
+        raise UnsupportedMediaType(f"{name} looks binary; upload UTF-8 .txt or .md, PDF or HTML")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -94,11 +93,18 @@ async def _from_form(request: Request) -> DocumentCreate:
         name = upload.filename or "upload"
         suffix = PurePath(name).suffix.lower()
         content_type = (upload.content_type or "").split(";")[0].strip().lower()
-        if suffix not in TEXT_SUFFIXES and content_type not in TEXT_TYPES:
+        kind = SUFFIXES.get(suffix) or TYPES.get(content_type)
+        if kind is None:
             raise UnsupportedMediaType(
-                f"cannot read {name!r} ({content_type or 'no type'}): upload .txt or .md files"
+                f"cannot read {name!r} ({content_type or 'no type'}): upload .txt, .md, .pdf "
+                "or .html files"
             )
-        text = _decode_text(name, await upload.read())
+        raw = await upload.read()
+        own_title: str | None = None
+        if kind == "text":
+            text = _decode_text(name, raw)
+        else:
+            text, own_title = await extract(kind, name, raw)
         raw_metadata = form.get("metadata")
         metadata = (
             _parse_json(raw_metadata, "metadata", "metadata")
@@ -109,7 +115,10 @@ async def _from_form(request: Request) -> DocumentCreate:
         heading = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith("# ")), "")
         values: dict[str, Any] = {
             "text": text,
-            "title": title if isinstance(title, str) and title else heading or PurePath(name).stem,
+            "title": (title if isinstance(title, str) and title else None)
+            or own_title
+            or heading
+            or PurePath(name).stem,
             "metadata": metadata,
         }
         if isinstance(doc_id := form.get("id"), str) and doc_id:

@@ -149,7 +149,11 @@ async def ingest(api: httpx.AsyncClient, key: str, doc: dict[str, Any]) -> dict[
     """Post a document and wait until it is indexed (or failed); returns its final record."""
     posted = await api.post("/v1/documents", json=doc, headers=auth(key))
     assert posted.status_code == 202, posted.text
-    doc_id = posted.json()["id"]
+    return await settled(api, key, posted.json()["id"])
+
+
+async def settled(api: httpx.AsyncClient, key: str, doc_id: str) -> dict[str, Any]:
+    """A document's record once it is indexed or failed (the worker is another task: poll)."""
     while True:
         record = (await api.get(f"/v1/documents/{doc_id}", headers=auth(key))).json()
         if record["status"] in {"indexed", "failed"}:

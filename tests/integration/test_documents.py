@@ -12,18 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import auth, ingest
+from tests.integration.conftest import auth, ingest, settled
 
 pytestmark = pytest.mark.integration
 CORPUS = Path(__file__).resolve().parents[2] / "data" / "corpus"
-
-
-async def _wait_indexed(api: httpx.AsyncClient, key: str, doc_id: str) -> dict[str, Any]:
-    while True:
-        record = (await api.get(f"/v1/documents/{doc_id}", headers=auth(key))).json()
-        if record["status"] in {"indexed", "failed"}:
-            return dict(record)
-        await asyncio.sleep(0.05)
 
 
 async def test_markdown_and_text_uploads_are_indexed(
@@ -44,8 +36,8 @@ async def test_markdown_and_text_uploads_are_indexed(
         data={"title": "Café"},
         headers=auth(key),
     )
-    guide = await _wait_indexed(api, key, "guide")
-    notes = await _wait_indexed(api, key, txt.json()["id"])
+    guide = await settled(api, key, "guide")
+    notes = await settled(api, key, txt.json()["id"])
     assert (md.status_code, txt.status_code) == (202, 202)
     assert (guide["title"], guide["status"], guide["metadata"]) == (
         "Deploy guide",
@@ -59,7 +51,9 @@ async def test_markdown_and_text_uploads_are_indexed(
     ("filename", "content", "status"),
     [
         ("logo.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", 415),
-        ("report.pdf", b"%PDF-1.7 binary", 415),
+        ("report.pdf", b"\x89PNG\r\n\x1a\n\x00\x00", 415),  # a binary file named .pdf
+        ("broken.pdf", b"%PDF-1.7 no objects, no pages", 422),
+        ("page.html", b"<html>\x00\x01</html>", 415),
         ("binary.txt", b"text\x00with a NUL byte", 415),
         ("latin1.txt", "café".encode("latin-1"), 422),
         ("empty.md", b"   \n", 422),
@@ -72,8 +66,8 @@ async def test_unreadable_uploads_are_refused_and_nothing_is_stored(
     content: bytes,
     status: int,
 ) -> None:
-    """Binary files get 415, non-UTF-8 or empty text 422, with a clear problem body,
-    and no document is created."""
+    """Binary files (whatever their name says) get 415, non-UTF-8 or empty text and a
+    PDF that cannot be read 422, with a clear problem body, and no document is created."""
     key = await issue_key("acme")
     response = await api.post(
         "/v1/documents", files={"file": (filename, content)}, headers=auth(key)
@@ -112,7 +106,7 @@ async def test_every_sample_document_keeps_exact_offsets(
         texts[entry["id"]] = text
         body = {"id": entry["id"], "title": entry["title"], "text": text}
         assert (await api.post("/v1/documents", json=body, headers=auth(key))).status_code == 202
-    records = [await _wait_indexed(api, key, doc_id) for doc_id in texts]
+    records = [await settled(api, key, doc_id) for doc_id in texts]
     checked = 0
     for entry in manifest:
         answer = (
