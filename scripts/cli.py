@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from redis.exceptions import RedisError
 
 from scripts import evaluation
 from shared.config import get_settings
@@ -134,7 +135,13 @@ def _ingest(args: argparse.Namespace) -> int:
     failures = 0
     with httpx.Client(base_url=args.url, headers=_headers(args.key), timeout=60) as client:
         for n, path in enumerate(files, start=1):
-            text = path.read_text(encoding="utf-8")
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:  # say so, go on with the others
+                failures += 1
+                why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+                print(f"[{n}/{len(files)}] {path} skipped: {why}", file=sys.stderr)
+                continue
             title = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith("# ")), "")
             body = {"id": path.stem, "title": title or path.stem, "text": text}
             response = client.post("/v1/documents", json=body)
@@ -252,10 +259,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# exit codes: 0 done; 1 something was not done (a file not loaded, an answer refused);
+# 2 a usage error (argparse's); 3 a service ragq needs did not answer; 130 interrupted
+UNREACHABLE = 3
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `ragq` console script."""
+    """Entry point of the `ragq` console script: a failure is one line on stderr."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except httpx.TransportError as exc:
+        url = getattr(args, "url", DEFAULT_URL)
+        print(
+            f"ragq: cannot reach the ragq API at {url} ({type(exc).__name__}: {exc}); "
+            "is `ragq serve` running there? Pass its address with --url.",
+            file=sys.stderr,
+        )
+        return UNREACHABLE
+    except RedisError as exc:
+        where = get_settings().redis_url
+        print(
+            f"ragq: Redis does not answer at {where} ({exc}); start redis-server or set "
+            "RAGQ_REDIS_URL.",
+            file=sys.stderr,
+        )
+        return UNREACHABLE
+    except KeyboardInterrupt:
+        print("ragq: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -118,13 +118,25 @@ async def _load_corpus(client: httpx.AsyncClient, corpus: Path, *, force: bool) 
         _say(str(exc))
 
 
+def _ragq() -> str:
+    """The `ragq` command as a user can type it: on PATH, else the venv's own path."""
+    installed = Path(sys.executable).parent / "ragq"
+    on_path = shutil.which("ragq")
+    if on_path is not None and Path(on_path).resolve() == installed.resolve():
+        return "ragq"
+    return str(installed) if installed.exists() else f"{sys.executable} -m scripts.cli"
+
+
+RAGQ_COMMAND = _ragq()  # looked up once, at import: not on the event loop
+
+
 def _ready_text(base: str, key: str) -> str:
     return (
         "\nragq is ready. Ask it something:\n\n"
         f"curl -s {base}/v1/rag -H 'Authorization: Bearer {key}' "
         "-H 'Content-Type: application/json' "
         f'-d \'{{"question": "{SAMPLE_QUESTION}"}}\'\n\n'
-        f'or: ragq ask --key {key} "{SAMPLE_QUESTION}"\n'
+        f'or: {RAGQ_COMMAND} ask --url {base} --key {key} "{SAMPLE_QUESTION}"\n'
         "Ctrl-C stops everything.\n"
     )
 

@@ -1,10 +1,12 @@
 """`ragq ask` against a running stack: the answer streamed to stdout, then its citations,
-the same with `--no-stream`; a refused request exits 1 with the problem on stderr."""
+the same with `--no-stream`; a refused request exits 1 with the problem on stderr.
+`ragq ingest` loads what it can and says what it skipped."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,17 +18,17 @@ pytestmark = pytest.mark.e2e
 
 
 async def _ask(stack: Stack, key: str, *flags: str) -> tuple[int, str, str]:
+    return await _ragq(
+        "ask", "How do I rotate a signing key?", "--url", stack.url, "--key", key, *flags
+    )
+
+
+async def _ragq(*argv: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "scripts.cli",
-        "ask",
-        "How do I rotate a signing key?",
-        "--url",
-        stack.url,
-        "--key",
-        key,
-        *flags,
+        *argv,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -53,3 +55,26 @@ async def test_ragq_ask_prints_the_answer_then_its_citations(stack: Stack) -> No
         assert citation in out
     assert refused[0] == 1
     assert "401" in refused[2] or "unauthorized" in refused[2].lower()
+
+
+async def test_ragq_ingest_loads_what_it_can_and_says_what_it_skipped(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """A missing path and a Latin-1 file are skipped with a line each (the run goes on);
+    the readable file is loaded; the exit code is 1, since not everything was loaded."""
+    await stack.start_worker()
+    await stack.start_api()
+    key = await stack.create_key("acme")
+    (tmp_path / "guide.md").write_text("# Guide\n\nUse atlas rollout.\n")
+    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    missing = tmp_path / "missing.md"
+    code, _, err = await _ragq(
+        "ingest", str(tmp_path), str(missing), "--url", stack.url, "--key", key
+    )
+    lines = err.splitlines()
+    assert code == 1
+    assert lines == [
+        f"[1/3] {tmp_path / 'guide.md'} queued",
+        f"[2/3] {tmp_path / 'latin1.txt'} skipped: not UTF-8 text",
+        f"[3/3] {missing} skipped: No such file or directory",
+    ]
