@@ -134,7 +134,12 @@ class Admitter:
             self._keys.usage(today(), tenant),
             adm.pointer_key or unused,
         ]
-        drains = self._keys.drain_window(request.priority, time.time(), adm.drain_window_s)
+        # the drain counters matter only to a queue with a depth limit (for its Retry-After)
+        drains = (
+            self._keys.drain_window(request.priority, time.time(), adm.drain_window_s)
+            if adm.max_depth > 0
+            else []
+        )
         leader = ""  # most often no identical job runs: read the pointer only when moved
         for _ in range(_MOVES):
             leads = (

@@ -203,7 +203,10 @@ class JobStore:
         unused = self._keys.job(job_id)
         for _ in range(_CANCEL_TRIES):
             followers = await self.coalescing.followers(job_id)
-            queues = [await self._redis.hget(self._keys.job(f), "queue") for f in followers]  # type: ignore[misc]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for follower in followers:
+                    pipe.hget(self._keys.job(follower), "queue")
+                queues: list[str | None] = await pipe.execute() if followers else []
             args = {
                 "job_id": job_id,
                 "ttl_ms": self._ttl_ms,

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from scripts.bench.idle import IdleResult
 from scripts.bench.pickup_samples import Calibration, CallSample, Results
-from scripts.bench.reportfile import environment_line, load_avg, markers
+from scripts.bench.reportfile import environment_line, findings_markdown, load_avg, markers
 from scripts.bench.stats import DIST_HEADER, dist_row, fmt, quantile
 
 TARGET_PICKUP_P50_MS = 10.0
@@ -150,9 +150,7 @@ class Report:
             "- The idle window is short (10 s); per-command counts are from MONITOR, which "
             "attributes commands to processes via their TCP ports.",
         ]
-        if self.log_findings:
-            lines += ["", "### Warnings and errors in the stack's logs", ""]
-            lines += [f"- `{finding}`" for finding in self.log_findings]
+        lines += findings_markdown(self.log_findings)
         lines.append(end)
         return "\n".join(lines)
 

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from scripts.bench.corpus import DOCS
 from scripts.bench.priority_load import SUBMIT_CONCURRENCY, Phase, Sample
-from scripts.bench.reportfile import environment_line, load_avg, markers
+from scripts.bench.reportfile import environment_line, findings_markdown, load_avg, markers
 from scripts.bench.stats import fmt, quantile
 
 
@@ -195,9 +195,7 @@ class Report:
             "- The flood is submitted once, in a burst, before the interactive load; a steady "
             "trickle of batch jobs was not measured.",
         ]
-        if self.log_findings:
-            lines += ["", "### Warnings and errors in the stack's logs", ""]
-            lines += [f"- `{finding}`" for finding in self.log_findings]
+        lines += findings_markdown(self.log_findings)
         lines.append(end)
         return "\n".join(lines)
 

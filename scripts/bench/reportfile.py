@@ -105,6 +105,13 @@ def environment_line(env: dict[str, str], settings: dict[str, str]) -> str:
     return f"- Environment: {given}; effective: {effective}."
 
 
+def findings_markdown(findings: list[str]) -> list[str]:
+    """The report's lines on warnings and errors found in the stack's logs (none: no lines)."""
+    if not findings:
+        return []
+    return ["", "### Warnings and errors in the stack's logs", "", *(f"- `{f}`" for f in findings)]
+
+
 def write_section(path: Path, section: str, name: str) -> None:
     """Create the file with an intro if missing; replace or append this benchmark's section."""
     text = read_text(path) or INTRO

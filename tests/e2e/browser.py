@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from playwright.async_api import Page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(
@@ -31,7 +32,7 @@ class Offline:
 
 
 @asynccontextmanager
-async def offline_page(origin: str) -> AsyncIterator[tuple[object, Offline]]:
+async def offline_page(origin: str) -> AsyncIterator[tuple[Page, Offline]]:
     """A page of a fresh headless Chromium that may reach `origin` only."""
     from playwright.async_api import Route, async_playwright
 

@@ -16,6 +16,7 @@ RENDER_TIMEOUT_MS = 90_000  # a loaded machine parses 1.5 MB of script slowly
 # Redoc's sidebar tries to show Redocly's logo from its CDN and hides it when that fails
 # (an <img onError>): decoration, not an asset the page needs; nothing else may go outside
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+SHOTS = {"/docs": "docs-swagger", "/redoc": "docs-redoc"}  # test-artifacts/<name>.png
 
 
 async def _operations(stack: Stack) -> list[dict[str, Any]]:
@@ -27,25 +28,24 @@ async def _operations(stack: Stack) -> list[dict[str, Any]]:
     return [op for path in spec["paths"].values() for op in path.values()]
 
 
-async def test_swagger_ui_renders_every_operation_offline(stack: Stack) -> None:
+@pytest.mark.parametrize(
+    ("page_path", "operation", "allowed_outside"),
+    [
+        ("/docs", ".opblock", set()),
+        ("/redoc", "[data-section-id^='tag/'][data-section-id*='/operation/']", {REDOC_LOGO}),
+    ],
+    ids=["swagger", "redoc"],
+)
+async def test_docs_page_renders_every_operation_offline(
+    stack: Stack, page_path: str, operation: str, allowed_outside: set[str]
+) -> None:
+    """Every operation of /openapi.json is on the page; nothing it needs came from outside."""
     operations = await _operations(stack)
     async with offline_page(stack.url) as (page, outside):
-        await page.goto(f"{stack.url}/docs")  # type: ignore[attr-defined]
-        blocks = page.locator(".opblock")  # type: ignore[attr-defined]
-        await blocks.first.wait_for(timeout=RENDER_TIMEOUT_MS)
-        rendered = await blocks.count()
-        await page.screenshot(path=screenshot_path("docs-swagger"), full_page=True)  # type: ignore[attr-defined]
-    assert outside.blocked == []
-    assert rendered == len(operations) > 10
-
-
-async def test_redoc_renders_every_operation_offline(stack: Stack) -> None:
-    operations = await _operations(stack)
-    async with offline_page(stack.url) as (page, outside):
-        await page.goto(f"{stack.url}/redoc")  # type: ignore[attr-defined]
-        sections = page.locator("[data-section-id^='tag/'][data-section-id*='/operation/']")  # type: ignore[attr-defined]
-        await sections.first.wait_for(timeout=RENDER_TIMEOUT_MS)
-        rendered = await sections.count()
-        await page.screenshot(path=screenshot_path("docs-redoc"))  # type: ignore[attr-defined]
-    assert set(outside.blocked) <= {REDOC_LOGO}
-    assert rendered == len(operations)
+        await page.goto(f"{stack.url}{page_path}")
+        rendered = page.locator(operation)
+        await rendered.first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        count = await rendered.count()
+        await page.screenshot(path=screenshot_path(SHOTS[page_path]), full_page=True)
+    assert set(outside.blocked) <= allowed_outside
+    assert count == len(operations) > 10
