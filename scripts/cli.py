@@ -13,18 +13,17 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 from redis.exceptions import RedisError
 
 from scripts import evaluation
+from scripts.clicommon import DEFAULT_URL, api_headers
+from scripts.ingest import add_ingest_arguments
 from shared.config import get_settings
 from shared.logging import configure_logging, get_logger
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 MULTIPROC_VAR = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own variable
 APP_FACTORY = "api.app:create_app"  # the name of what `from api.app import create_app` imports
 
@@ -114,42 +113,10 @@ def _keys(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
-def _headers(key: str | None) -> dict[str, str]:
-    key = key or os.environ.get("RAGQ_API_KEY")
-    if not key:
-        raise SystemExit("an API key is needed: pass --key or set RAGQ_API_KEY")
-    return {"Authorization": f"Bearer {key}"}
-
-
-def _files(paths: list[str]) -> Iterator[Path]:
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.suffix in {".md", ".txt"})
-        else:
-            yield path
-
-
 def _ingest(args: argparse.Namespace) -> int:
-    files = list(_files(args.paths))
-    failures = 0
-    with httpx.Client(base_url=args.url, headers=_headers(args.key), timeout=60) as client:
-        for n, path in enumerate(files, start=1):
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:  # say so, go on with the others
-                failures += 1
-                why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
-                print(f"[{n}/{len(files)}] {path} skipped: {why}", file=sys.stderr)
-                continue
-            title = next((ln[2:].strip() for ln in text.splitlines() if ln.startswith("# ")), "")
-            body = {"id": path.stem, "title": title or path.stem, "text": text}
-            response = client.post("/v1/documents", json=body)
-            ok = response.status_code == 202
-            failures += not ok
-            status = "queued" if ok else f"error {response.status_code}: {response.text[:200]}"
-            print(f"[{n}/{len(files)}] {path} {status}", file=sys.stderr)
-    return 1 if failures else 0
+    from scripts.ingest import run_ingest
+
+    return run_ingest(args)
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -160,7 +127,7 @@ def _ask(args: argparse.Namespace) -> int:
 
     body: dict[str, Any] = {"question": args.question, "top_k": args.top_k}
     citations: list[Citation] = []
-    with httpx.Client(base_url=args.url, headers=_headers(args.key), timeout=130) as client:
+    with httpx.Client(base_url=args.url, headers=api_headers(args.key), timeout=130) as client:
         if args.no_stream:
             response = client.post("/v1/rag", json=body)
             if response.status_code != 200:
@@ -234,9 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.set_defaults(func=_keys)
 
     ingest = sub.add_parser("ingest", help="upload .md/.txt files or folders through the API")
-    ingest.add_argument("paths", nargs="+")
-    ingest.add_argument("--url", default=DEFAULT_URL)
-    ingest.add_argument("--key")
+    add_ingest_arguments(ingest)
     ingest.set_defaults(func=_ingest)
 
     ask = sub.add_parser("ask", help="ask a question; streams the answer, then the citations")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from scripts.clicommon import DEFAULT_URL as DEFAULT_URL  # re-exported with the eval defaults
+
 DEFAULT_DATA = Path("data/deploy_eval.jsonl")
 DEFAULT_JSON_OUT = Path("eval-report.json")
 DEFAULT_K = 5
