@@ -19,7 +19,8 @@ import httpx
 from redis.exceptions import RedisError
 
 from scripts import evaluation
-from scripts.clicommon import DEFAULT_URL, api_headers
+from scripts.ask import add_ask_arguments
+from scripts.clicommon import DEFAULT_URL
 from scripts.ingest import add_ingest_arguments
 from shared.config import get_settings
 from shared.logging import configure_logging, get_logger
@@ -120,42 +121,9 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from httpx_sse import connect_sse
+    from scripts.ask import run_ask
 
-    from shared.events import AnswerDelta, JobFailed, RetrievalCompleted, parse_event
-    from shared.schemas.jobs import Citation
-
-    body: dict[str, Any] = {"question": args.question, "top_k": args.top_k}
-    citations: list[Citation] = []
-    with httpx.Client(base_url=args.url, headers=api_headers(args.key), timeout=130) as client:
-        if args.no_stream:
-            response = client.post("/v1/rag", json=body)
-            if response.status_code != 200:
-                print(response.text, file=sys.stderr)
-                return 1
-            result = response.json()
-            print(result["answer"])
-            citations = [Citation.model_validate(c) for c in result["citations"]]
-        else:
-            with connect_sse(client, "POST", "/v1/rag", json={**body, "stream": True}) as source:
-                if source.response.status_code != 200:
-                    source.response.read()
-                    print(source.response.text, file=sys.stderr)
-                    return 1
-                for sse in source.iter_sse():
-                    event = parse_event(sse.event, sse.data)
-                    if isinstance(event, RetrievalCompleted):
-                        citations = event.citations
-                    elif isinstance(event, AnswerDelta):
-                        print(event.delta, end="", flush=True)
-                    elif isinstance(event, JobFailed):
-                        print(f"\nfailed: {event.error.model_dump()}", file=sys.stderr)
-                        return 1
-            print()
-    print()
-    for c in citations:
-        print(f"[{c.index}] {c.title} ({c.document_id}, chars {c.start}-{c.end})")
-    return 0
+    return run_ask(args)
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -174,30 +142,60 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
-    serve.add_argument("--workers", type=int, help="API processes")
+    serve.add_argument("--host", help="address to listen on (default: RAGQ_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: RAGQ_PORT, 8000)")
+    serve.add_argument("--workers", type=int, help="API processes (default: RAGQ_API_WORKERS, 1)")
     serve.set_defaults(func=_serve)
 
     worker = sub.add_parser("worker", help="run one worker process")
-    worker.add_argument("--queue", choices=["interactive", "batch"], help="default: both")
+    worker.add_argument(
+        "--queue",
+        choices=["interactive", "batch"],
+        help="serve only this queue (default: both)",
+    )
     worker.set_defaults(func=_worker)
 
     dev = sub.add_parser("dev", help="everything on this machine, for a first try")
-    dev.add_argument("--corpus", default="data/corpus", help="sample corpus to load once")
+    dev.add_argument(
+        "--corpus",
+        default="data/corpus",
+        help="sample corpus to load once; a folder with manifest.jsonl (default: %(default)s)",
+    )
+    dev.add_argument(
+        "--port", type=int, help="port of the API it starts (default: RAGQ_PORT, 8000)"
+    )
     dev.set_defaults(func=_dev)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_cmd", required=True)
     create = keys_sub.add_parser("create", help="issue a key (printed on stdout)")
-    create.add_argument("--tenant", required=True)
-    create.add_argument("--rpm", type=int, default=0, help="requests per minute (0 = default)")
-    create.add_argument("--max-concurrent", type=int, default=0)
-    create.add_argument("--daily-budget-usd", type=float)
-    create.add_argument("--tier", default="default")
+    create.add_argument("--tenant", required=True, help="the tenant the key belongs to")
+    create.add_argument(
+        "--rpm",
+        type=int,
+        default=0,
+        help="requests per minute; 0 = RAGQ_DEFAULT_RPM (default: %(default)s)",
+    )
+    create.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=0,
+        help="jobs of this key running at once; 0 = RAGQ_DEFAULT_MAX_CONCURRENT "
+        "(default: %(default)s)",
+    )
+    create.add_argument(
+        "--daily-budget-usd",
+        type=float,
+        help="the tenant's spend per UTC day, USD (default: the service's budget only)",
+    )
+    create.add_argument(
+        "--tier",
+        default="default",
+        help="inference tier, a name of RAGQ_LLM_TIERS (default: %(default)s)",
+    )
     keys_sub.add_parser("list", help="list keys")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
-    revoke.add_argument("key_id")
+    revoke.add_argument("key_id", help="the key's id, as `ragq keys list` shows it")
     keys.set_defaults(func=_keys)
 
     ingest = sub.add_parser("ingest", help="upload .md/.txt files or folders through the API")
@@ -205,11 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=_ingest)
 
     ask = sub.add_parser("ask", help="ask a question; streams the answer, then the citations")
-    ask.add_argument("question")
-    ask.add_argument("--url", default=DEFAULT_URL)
-    ask.add_argument("--key")
-    ask.add_argument("--top-k", type=int, default=5)
-    ask.add_argument("--no-stream", action="store_true")
+    add_ask_arguments(ask)
     ask.set_defaults(func=_ask)
 
     eval_ = sub.add_parser(

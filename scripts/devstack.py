@@ -1,13 +1,16 @@
 """`ragq dev`: Redis (started if none answers), one API and one worker process, the sample
 corpus loaded once, and a ready-to-paste curl. Ctrl-C stops everything it started.
 
-The processes come from the harness (`scripts/harness/`) and write to this terminal.
+The processes come from the harness (`scripts/harness/`) and write to this terminal. Exit
+codes: 130 after Ctrl-C (143 after SIGTERM), 1 when the API's port is taken (nothing is
+started then) or a process it started exited by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -19,6 +22,7 @@ import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from scripts.devport import PORT_IN_USE, port_in_use
 from scripts.harness import (
     HarnessError,
     Stack,
@@ -141,13 +145,35 @@ def _ready_text(base: str, key: str) -> str:
     )
 
 
-async def _run(args: argparse.Namespace) -> None:
+def _stop_on(sig: signal.Signals, task: asyncio.Task[int], got: list[signal.Signals]) -> None:
+    got.append(sig)
+    task.cancel()
+
+
+async def _stop(stack: Stack) -> None:
+    """Stop everything, even when a signal's cancellation was already on its way when the
+    handlers were swapped: it is absorbed here rather than cutting the stopping short."""
+    stopping = asyncio.ensure_future(stack.stop())
+    while not stopping.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(stopping)
+    stopping.result()
+
+
+async def _run(args: argparse.Namespace) -> int:
     settings = get_settings()
+    port = settings.port if args.port is None else args.port
+    busy = await port_in_use(settings.host, port)
+    if busy is not None:
+        _say(busy)
+        return PORT_IN_USE
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
+    got: list[signal.Signals] = []  # the signal that stops us, for the exit code
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)  # at any step: stop what has started
+        # at any step: stop what has started
+        loop.add_signal_handler(sig, _stop_on, sig, task, got)
     # a marker beside the embedded store says this store and collection hold the corpus
     marker = settings.qdrant_path / f".ragq-dev-corpus-{settings.collection_name}"
     new_store = settings.embedded_qdrant and not await asyncio.to_thread(marker.exists)
@@ -161,10 +187,11 @@ async def _run(args: argparse.Namespace) -> None:
         stop_timeout_s=STOP_TIMEOUT_S,
         say=_say,
     )
+    code = 0
     try:
         await _start_redis(stack, settings)
         await stack.start_worker()
-        base = await stack.start_api(host=settings.host, port=settings.port)
+        base = await stack.start_api(host=settings.host, port=port)
         key = await _dev_key(stack)
         auth = {"Authorization": f"Bearer {key}"}
         async with httpx.AsyncClient(base_url=base, headers=auth, timeout=30) as client:
@@ -173,19 +200,26 @@ async def _run(args: argparse.Namespace) -> None:
             await asyncio.to_thread(marker.touch)
         sys.stdout.write(_ready_text(base, key))
         sys.stdout.flush()
-        exits = [asyncio.create_task(p.wait()) for p in stack.procs.values()]
-        await asyncio.wait(exits, return_when=asyncio.FIRST_COMPLETED)
+        exits = {asyncio.create_task(p.wait()): name for name, p in stack.procs.items()}
+        done, _ = await asyncio.wait(exits, return_when=asyncio.FIRST_COMPLETED)
+        gone = exits[done.pop()]
+        _say(f"{gone} exited by itself with code {stack.procs[gone].returncode}; stopping")
+        code = 1
     except asyncio.CancelledError:
-        pass  # Ctrl-C or SIGTERM: everything is stopped below
+        # Ctrl-C or SIGTERM: everything is stopped below
+        code = 128 + (got[0] if got else signal.SIGINT)
     except HarnessError as exc:
-        raise SystemExit(f"ragq dev: {exc}") from None
+        _say(str(exc))
+        code = 1
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, lambda: None)  # stopping already; it is bounded
-        await stack.stop()
+        await _stop(stack)
+    if got:
+        _say("stopped")
+    return code
 
 
 def run_dev(args: argparse.Namespace) -> int:
-    """Run the whole stack in the foreground until Ctrl-C."""
-    asyncio.run(_run(args))
-    return 0
+    """Run the whole stack in the foreground until Ctrl-C (exit 130) or SIGTERM (143)."""
+    return asyncio.run(_run(args))

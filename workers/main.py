@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from arq.connections import RedisSettings
 
+from shared.clients import make_redis
 from shared.config import Settings, get_settings
 from shared.logging import configure_logging, get_logger
 from shared.metrics import JOBS_FINISHED, GaugeRefresher
@@ -183,8 +184,39 @@ def _abandoned(rt: Runtime) -> Any:
     return mark_failed
 
 
+# what qdrant-client's local mode says when another process holds the folder's lock
+_FOLDER_LOCKED = "is already accessed by another instance"
+
+
+def folder_in_use(settings: Settings) -> str:
+    """The line `ragq worker` exits with when its local Qdrant folder is locked."""
+    return (
+        f"ragq worker: the Qdrant folder {settings.qdrant_path} (RAGQ_QDRANT_PATH) is in use "
+        "by another ragq worker or process, and local mode allows one process per folder: "
+        "stop the other one, set a different RAGQ_QDRANT_PATH, or run a Qdrant server and "
+        "set RAGQ_QDRANT_URL (needed for more than one worker)."
+    )
+
+
+async def _check_redis(settings: Settings) -> None:
+    """Raise the client's RedisError unless Redis answers PING within the settings' timeouts.
+
+    Once running, a worker rides out Redis outages; at start-up there is nothing to ride
+    out yet, and a wrong RAGQ_REDIS_URL should be said at once, not retried forever.
+    """
+    redis = make_redis(settings)
+    try:
+        await redis.ping()
+    finally:
+        await redis.aclose()
+
+
 def run(queue: str | None = None) -> None:
-    """`ragq worker`: serve one queue, or both when none is named; stops on SIGINT/SIGTERM."""
+    """`ragq worker`: serve one queue, or both when none is named; stops on SIGINT/SIGTERM.
+
+    Redis not answering at start-up raises its RedisError (the CLI says so, exit 3); a
+    local Qdrant folder held by another process exits with `folder_in_use`'s line (exit 1).
+    """
     settings = get_settings()
     configure_logging(settings.log_level)
     queues = (queue,) if queue else QUEUES
@@ -194,9 +226,14 @@ def run(queue: str | None = None) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        await _check_redis(settings)
         await serve(settings, queues, stop=stop)
 
     try:
         asyncio.run(main())
     except WorkerCrashed:
         sys.exit(1)  # worker.crashed said why
+    except RuntimeError as exc:
+        if settings.embedded_qdrant and _FOLDER_LOCKED in str(exc):
+            raise SystemExit(folder_in_use(settings)) from None
+        raise

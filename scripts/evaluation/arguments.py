@@ -62,48 +62,55 @@ def _timeout(text: str) -> float:
 def add_eval_arguments(parser: argparse.ArgumentParser, *, target: bool = True) -> None:
     """The evaluation's options; `target=False` leaves out --url/--key (the gate sets them)."""
     if target:
-        parser.add_argument("--url", default=DEFAULT_URL, help="ragq base URL (%(default)s)")
+        parser.add_argument(
+            "--url", default=DEFAULT_URL, help="ragq base URL (default: %(default)s)"
+        )
         parser.add_argument("--key", help="API key (default: $RAGQ_API_KEY)")
     parser.add_argument(
-        "--data", type=Path, default=DEFAULT_DATA, help="question set, JSONL (%(default)s)"
+        "--data", type=Path, default=DEFAULT_DATA, help="question set, JSONL (default: %(default)s)"
     )
     parser.add_argument(
         "--threshold",
         type=_fraction,
         default=DEFAULT_KEYWORD_THRESHOLD,
-        help="minimum keyword hit rate (%(default)s)",
+        help="minimum keyword hit rate, 0-1 (default: %(default)s)",
     )
-    parser.add_argument("--min-hit-at-k", type=_fraction, help="minimum hit@k (not checked)")
-    parser.add_argument("--min-mrr", type=_fraction, help="minimum MRR (not checked)")
-    parser.add_argument("--min-precision", type=_fraction, help="minimum precision@k (not checked)")
+    parser.add_argument(
+        "--min-hit-at-k", type=_fraction, help="minimum hit@k, 0-1 (default: not checked)"
+    )
+    parser.add_argument("--min-mrr", type=_fraction, help="minimum MRR, 0-1 (default: not checked)")
+    parser.add_argument(
+        "--min-precision", type=_fraction, help="minimum precision@k, 0-1 (default: not checked)"
+    )
     parser.add_argument(
         "--top-k",
         type=_int_in(1, MAX_TOP_K),
         default=DEFAULT_K,
-        help="k of hit@k, recall@k and precision@k (%(default)s)",
+        help="k of hit@k, recall@k and precision@k (default: %(default)s)",
     )
     parser.add_argument(
         "--mrr-depth",
         type=_int_in(1, MAX_TOP_K),
         default=DEFAULT_MRR_DEPTH,
-        help="MRR looks this deep; questions are asked with top_k=max(k, depth) (%(default)s)",
+        help="MRR looks this deep; questions are asked with top_k=max(k, depth) "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--concurrency",
         type=_int_in(1, 256),
         default=DEFAULT_CONCURRENCY,
-        help="questions in flight at once (%(default)s)",
+        help="questions in flight at once (default: %(default)s)",
     )
     parser.add_argument(
         "--timeout",
         type=_timeout,
         default=DEFAULT_REQUEST_TIMEOUT_S,
-        help="the `timeout` of each POST /v1/rag, seconds (%(default)s)",
+        help="the `timeout` of each POST /v1/rag, seconds (default: %(default)s)",
     )
     parser.add_argument(
         "--json-out",
         default=str(DEFAULT_JSON_OUT),
-        help="machine-readable report; empty string = none (%(default)s)",
+        help="machine-readable report; empty string = none (default: %(default)s)",
     )
 
 

@@ -119,8 +119,8 @@ class ProcessSet:
             "pipe": asyncio.subprocess.PIPE,
             "devnull": asyncio.subprocess.DEVNULL,
         }[stdout]
-        try:
-            process = await asyncio.create_subprocess_exec(
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
                 *argv,
                 cwd=self.cwd,
                 env=self.env,
@@ -130,11 +130,25 @@ class ProcessSet:
                 start_new_session=True,  # Ctrl-C reaches only us; we stop the children in order
                 preexec_fn=_PRE_EXEC,
             )
+        )
+        try:
+            # shielded: a cancellation (Ctrl-C in `ragq dev`) that lands while the child is
+            # being spawned must not lose it; it is recorded below, so that stop() ends it
+            process = await asyncio.shield(spawn)
+        except asyncio.CancelledError:
+            with contextlib.suppress(OSError):
+                self._record(name, await spawn, log_path)
+            raise
         except OSError as exc:
             raise HarnessError(f"cannot start {name} ({argv[0]}): {exc}") from exc
         finally:
             if log is not None:
                 log.close()  # the child holds its own descriptor
+        return self._record(name, process, log_path)
+
+    def _record(
+        self, name: str, process: asyncio.subprocess.Process, log_path: Path | None
+    ) -> Child:
         child = Child(name, process, log_path)
         self.children.append(child)
         self.procs[name] = process
@@ -172,13 +186,15 @@ class ProcessSet:
         for child in reversed(self.children):
             if not child.alive:
                 continue
-            with contextlib.suppress(ProcessLookupError):
+            # a child may be gone already (exited by itself, or reaped meanwhile): then
+            # there is nothing to signal, and waiting returns its code at once
+            with contextlib.suppress(ProcessLookupError, ChildProcessError):
                 child.process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(child.process.wait(), self.stop_timeout_s)
             except TimeoutError:
                 self.say(f"{child.name} (pid {child.pid}) ignored SIGTERM; killing it")
-                with contextlib.suppress(ProcessLookupError):
+                with contextlib.suppress(ProcessLookupError, ChildProcessError):
                     child.process.kill()
                 await child.process.wait()
         pumps, self._pumps = self._pumps, []

@@ -49,10 +49,11 @@ async def test_ragq_ask_prints_the_answer_then_its_citations(stack: Stack) -> No
         body = {"question": "How do I rotate a signing key?"}
         answer = (await client.post("/v1/rag", json=body, timeout=60)).json()["answer"]
     citation = "[1] Rotating signing keys (key-rotation, chars "
-    for code, out, _ in (streamed, whole):
+    for code, out, err in (streamed, whole):
         assert code == 0
         assert out.startswith(answer), out
         assert citation in out
+        assert "note: extractive answer" not in err  # the LLM answered
     assert refused[0] == 1
     assert "401" in refused[2] or "unauthorized" in refused[2].lower()
 
