@@ -9,9 +9,12 @@ they then expire by their TTL):
   versions and texts, the question), `max_tokens` and `temperature`. The worker
   writes it after a successful, non-degraded call and reads it before calling.
 * a **pointer** from the request's digest (model, question, top_k, filters,
-  generation parameters, retrieval settings, system prompt) to that answer digest,
-  so the API can find an answer at submit without retrieving, and complete the job
-  at once. Retrieval is deterministic for a given corpus version and settings.
+  generation parameters, retrieval settings, system prompt; and the conversation with the
+  condensation prompt when there is one) to that answer digest, so the API can find an
+  answer at submit without retrieving, and complete the job at once. Retrieval is
+  deterministic for a given corpus version and settings, and so is condensation at
+  temperature 0; an answer whose condensation fell back to the rule is stored without a
+  pointer, so the next such request asks the LLM again.
 
 While the first of several identical cacheable requests runs, the request digest
 names it (the `inflight` key); later ones attach to it as followers instead of
@@ -27,7 +30,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.config import Settings
-from shared.prompting import SYSTEM_PROMPT
+from shared.prompting import CONDENSE_PROMPT, SYSTEM_PROMPT
 from shared.redis_keys import Keys
 from shared.schemas.jobs import JobCreate
 
@@ -43,9 +46,17 @@ def cacheable(request: JobCreate, settings: Settings) -> bool:
 
 
 def request_digest(request: JobCreate, settings: Settings) -> str:
-    """What decides the answer before retrieval runs (priority and metadata do not)."""
+    """What decides the answer before retrieval runs (priority and metadata do not); a
+    conversation counts only when there is one, so a plain request's digest is unchanged."""
+    extra: dict[str, Any] = {}
+    if request.conversation:  # two chats ending in one follow-up may mean two questions
+        extra = {
+            "conversation": [[t.role, t.content] for t in request.conversation],
+            "condense": CONDENSE_PROMPT,
+        }
     return _digest(
         {
+            **extra,
             "model": request.model or settings.llm_model,
             "question": request.question,
             "top_k": request.top_k,
@@ -123,13 +134,15 @@ class AnswerCache:
         corpus: str,
         *,
         prompt: str,
-        request: str,
+        request: str | None,
         answer: dict[str, Any],
     ) -> None:
-        """Store an answer under its prompt digest and point the request digest at it."""
+        """Store an answer under its prompt digest and point the request digest at it
+        (no pointer when `request` is None)."""
         if self._ttl_s <= 0:
             return
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._keys.answer(tenant, corpus, prompt), json.dumps(answer), ex=self._ttl_s)
-            pipe.set(self._keys.answer_pointer(tenant, corpus, request), prompt, ex=self._ttl_s)
+            if request is not None:
+                pipe.set(self._keys.answer_pointer(tenant, corpus, request), prompt, ex=self._ttl_s)
             await pipe.execute()

@@ -26,7 +26,12 @@ from shared.jobrecord import JobRecord
 from shared.logging import get_logger
 from shared.lua import source
 from shared.pricing import PriceTable
-from shared.prompting import SYSTEM_PROMPT
+from shared.prompting import (
+    CONDENSE_MAX_CHARS,
+    CONDENSE_MAX_TOKENS,
+    SYSTEM_PROMPT,
+    condense_messages,
+)
 from shared.redis_keys import Keys
 from shared.schemas.jobs import JobCreate
 
@@ -39,11 +44,20 @@ CITATION_FRAMING_CHARS = 200
 
 
 def estimate(prices: PriceTable, model: str, request: JobCreate, chunk_max_chars: int) -> float:
-    """The most a request's LLM call can cost (USD), known before retrieval: every one of
-    its `top_k` chunks at the largest size, and `max_tokens` of completion."""
+    """The most a request's LLM calls can cost (USD), known before retrieval: every one of
+    its `top_k` chunks at the largest size, and `max_tokens` of completion; plus, when it
+    carries a conversation, the condensation call (its whole prompt, `CONDENSE_MAX_TOKENS`
+    of completion), with a condensed question of up to `CONDENSE_MAX_CHARS` in the answer's."""
     chunk_chars = request.top_k * (chunk_max_chars + CITATION_FRAMING_CHARS)
     prompt_chars = len(SYSTEM_PROMPT) + len(request.question) + chunk_chars
-    return prices.worst_case(model, prompt_chars, request.max_tokens)
+    if not request.conversation:
+        return prices.worst_case(model, prompt_chars, request.max_tokens)
+    condense = condense_messages(request.conversation, request.question)
+    condense_chars = sum(len(m["content"]) for m in condense)
+    prompt_chars += max(0, CONDENSE_MAX_CHARS - len(request.question))
+    return prices.worst_case(model, prompt_chars, request.max_tokens) + prices.worst_case(
+        model, condense_chars, CONDENSE_MAX_TOKENS
+    )
 
 
 def today() -> str:

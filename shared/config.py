@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     llm_models: list[str] = Field(default_factory=list)  # extra models a request may name
     llm_api_key: SecretStr = SecretStr("EMPTY")
     llm_timeout_s: float = Field(30.0, gt=0)
+    llm_condense_timeout_s: float = Field(10.0, gt=0)  # the whole follow-up rewrite call
     # no replica above ceil(factor * (in flight + 1) / replicas): workers/rag/routing.py
     llm_load_factor: float = Field(1.25, ge=1.0)
     # tier name → {"base_url": "u1,u2", "model": "m", "models": "lora-a,lora-b"} (shared/tiers.py)

@@ -52,6 +52,7 @@ class JobInProgress(_Event):
 class RetrievalCompleted(_Event):
     event: Literal["retrieval.completed"] = "retrieval.completed"
     citations: list[Citation]
+    query: str | None = None  # the question retrieved by (condensed); None in older events
 
 
 class AnswerDelta(_Event):

@@ -118,6 +118,12 @@ LLM_TOKENS = Counter(
     "ragq_llm_tokens_total", "Tokens the LLM reported, by direction.", ["model", "direction"]
 )
 LLM_COST = Counter("ragq_llm_cost_usd_total", "Settled LLM spend in USD.", ["model"])
+CONDENSE_OUTCOMES = ("llm", "fallback", "skipped")
+CONDENSE = Counter(
+    "ragq_condense_total",
+    "Follow-up questions with a conversation, by how they were made to stand alone.",
+    ["outcome"],
+)
 DEGRADED_ANSWERS = Counter(
     "ragq_degraded_answers_total",
     "Answers built without the LLM, by reason.",
@@ -158,6 +164,7 @@ def prime_api() -> None:
     for result in ("hit", "miss"):
         CACHE_REQUESTS.labels(layer="answer", result=result)
     CACHE_REQUESTS.labels(layer="coalesced", result="hit")
+    CONDENSE.labels(outcome="skipped")
     BUDGET_SPEND.labels(scope="service")
 
 
@@ -183,6 +190,8 @@ def prime_worker(queues: Iterable[str], models: Iterable[str], targets: Iterable
         CIRCUIT_OPEN.labels(target=target)
     for reason in DEGRADED_REASONS:
         DEGRADED_ANSWERS.labels(reason=reason)
+    for outcome in CONDENSE_OUTCOMES:
+        CONDENSE.labels(outcome=outcome)
     for layer in ("answer", "embedding"):
         for result in ("hit", "miss"):
             CACHE_REQUESTS.labels(layer=layer, result=result)

@@ -1,6 +1,11 @@
-"""The system prompt: shared, because the answer cache's request key covers it too."""
+"""The prompts: the answer's system prompt and the condensation prompt, shared because the
+answer cache's request key and the submit-time budget estimate cover them too."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+
+from shared.schemas.jobs import Turn
 
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources the user gives you. "
@@ -8,3 +13,24 @@ SYSTEM_PROMPT = (
     "If the sources do not contain the answer, say that you could not find it. "
     "Be concise and do not invent facts, names or numbers."
 )
+
+# The test LLM (scripts/testllm/condense.py) recognises a condensation request by this
+# phrase; it keeps its own copy (it imports no ragq code) and a unit test checks they match.
+CONDENSE_MARKER = "Rewrite the follow-up question so that it stands alone"
+CONDENSE_PROMPT = (
+    f"{CONDENSE_MARKER}: replace every word that points back into the conversation (it, "
+    "that, the first one, ...) by what it refers to, and keep its meaning and language. "
+    "Do not answer it. Reply with the rewritten question only, on one line."
+)
+CONDENSE_MAX_TOKENS = 96  # a question, not an answer: a reply cut at this length is refused
+CONDENSE_MAX_CHARS = 600  # and so is a longer one (the budget estimate counts on it)
+CONDENSE_QUESTION_LABEL = "Follow-up question: "
+
+
+def condense_messages(conversation: Sequence[Turn], question: str) -> list[dict[str, str]]:
+    """The chat messages asking the LLM to make `question` stand alone: the condensation
+    prompt, then one user message with the conversation (a `User:` / `Assistant:` line per
+    turn) and the follow-up question last."""
+    lines = [f"{'User' if t.role == 'user' else 'Assistant'}: {t.content}" for t in conversation]
+    user = "Conversation:\n" + "\n".join(lines) + f"\n\n{CONDENSE_QUESTION_LABEL}{question}"
+    return [{"role": "system", "content": CONDENSE_PROMPT}, {"role": "user", "content": user}]

@@ -3,7 +3,8 @@ and streaming), answered by the same RAG job path as `POST /v1/rag` — admissio
 budgets, the answer cache and degradation all apply (docs/API.md, OpenAI-compatible).
 
 The conversation's last user message is the question (a follow-up is asked together with
-the previous question: api/condense.py); the answer cites its sources as `[n]` markers,
+the previous question, and carries the turns before it so that a worker with an LLM can
+rewrite it: api/condense.py); the answer cites its sources as `[n]` markers,
 and the sources themselves travel in the `citations` extension field. Errors on these
 routes have OpenAI's shape (api/errors.py).
 """
@@ -21,12 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from api.condense import standalone_question
+from api.condense import conversation_before, follows_up, standalone_question
 from api.deps import ApiKeyDep, ClientsDep
 from api.sse import follow, sse_response
 from api.submit import submit
 from shared.errors import Conflict, InvalidInput, Timeout
 from shared.events import AnswerDelta, JobCompleted, JobFailed
+from shared.metrics import CONDENSE
 from shared.schemas.jobs import JobCreate, JobPublic, JobResult
 from shared.tiers import llm_target
 
@@ -74,8 +76,13 @@ class ChatRequest(BaseModel):
                 "The last message must be the user's question.",
                 extra={"errors": [{"loc": ["body", "messages"], "msg": "no user question"}]},
             )
+        earlier = conversation_before([(m.role, m.text()) for m in self.messages[:-1]])
+        conversation = earlier if follows_up(turns) else []
+        if earlier and not conversation:
+            CONDENSE.labels(outcome="skipped").inc()  # it stands alone: no condensation call
         return JobCreate(
             question=standalone_question(turns),
+            conversation=conversation,
             top_k=self.top_k,
             temperature=self.temperature,
             max_tokens=self.max_completion_tokens or self.max_tokens or 512,

@@ -1,6 +1,7 @@
 """A fake OpenAI-compatible LLM server that stands in for vLLM in tests and benchmarks.
 
 One module per concern: `answers` (the deterministic answer text and its tokens),
+`condense` (the deterministic rewrite of a follow-up, for ragq's condensation prompt),
 `embeddings` (hashed bag-of-words vectors and their endpoint), `faults` (the `Behaviour`:
 latency and injected faults), `state` (counters and the runtime of one app), `chat` and
 `responder` (a chat request, planned on arrival and answered, streamed or not), `replies`

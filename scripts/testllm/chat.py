@@ -1,5 +1,6 @@
 """The test LLM's `POST /v1/chat/completions`: an injected failure, or the request checked
-as vLLM checks it and answered by a `ChatResponder` following the request's `Plan`."""
+as vLLM checks it and answered by a `ChatResponder` following the request's `Plan` (with
+the answer text of `answers`, or the rewrite of `condense` for ragq's condensation prompt)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scripts.testllm.answers import answer_for, prompt_tokens, split_tokens
+from scripts.testllm.condense import condensed_for, is_condensation
 from scripts.testllm.replies import error, json_object, optional_int
 from scripts.testllm.responder import ChatResponder, Plan
 from scripts.testllm.state import Runtime
@@ -32,6 +34,12 @@ async def chat(rt: Runtime, request: Request) -> Response:
         return error(400, "`messages` must be a non-empty list.")
     if not all(isinstance(m, dict) for m in messages):
         return error(400, "Each message must be an object.")
+    condensing = is_condensation(messages)
+    if condensing:
+        rt.count("condense_requests")
+        if b.condense_fail_status is not None:
+            rt.count("chat_failures_injected")
+            return error(b.condense_fail_status, "Injected condensation failure.")
     model = body.get("model")
     if not isinstance(model, str):
         return error(400, "`model` must be a string.")
@@ -44,7 +52,7 @@ async def chat(rt: Runtime, request: Request) -> Response:
     except ValueError as exc:
         return error(400, str(exc))
     stream = body.get("stream") is True
-    tokens = split_tokens(answer_for(messages))
+    tokens = split_tokens(condensed_for(messages) if condensing else answer_for(messages))
     if stream and b.stream_reply == "empty":
         tokens = []
     finish_reason = "stop"

@@ -11,6 +11,8 @@ misbehave do: "sse" (the default: a well-formed event stream), "json" (the non-s
 then `[DONE]`), "no_finish" (the answer's chunks and usage, then `[DONE]`, but no chunk
 with a `finish_reason`: a truncated stream) and "empty" (a well-formed stream with a
 `finish_reason` but no text). Non-streaming requests always get the JSON body.
+`condense_fail_status` fails only ragq's condensation requests (scripts/testllm/condense.py),
+every one of them while set, so the answer calls that follow still succeed.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Behaviour:
     until changed; 0: none). `hang` stalls chat requests before sending anything.
     `hang_after_tokens` / `drop_after_tokens` stall / cut streams after that many tokens.
     `stream_reply` is the shape of a streaming request's reply (see the module docstring).
+    `condense_fail_status` answers every condensation request with that status.
     """
 
     token_latency_ms: float = 0.0
@@ -44,6 +47,7 @@ class Behaviour:
     drop_after_tokens: int | None = None
     stream_reply: StreamReply = "sse"
     embedding_dim: int = 64
+    condense_fail_status: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("token_latency_ms", "first_token_latency_ms"):
@@ -52,6 +56,7 @@ class Behaviour:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
             setattr(self, name, float(value))
         _check_int(self, "fail_status", low=400, high=599, optional=True)
+        _check_int(self, "condense_fail_status", low=400, high=599, optional=True)
         _check_int(self, "fail_next", low=-1)
         if not isinstance(self.hang, bool):
             raise ValueError(f"hang must be a boolean, got {self.hang!r}")

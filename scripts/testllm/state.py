@@ -21,6 +21,7 @@ COUNTERS = (
     "streams_dropped",
     "tokens_sent",
     "embedding_requests",
+    "condense_requests",
 )
 
 
@@ -38,6 +39,7 @@ class Stats:
     streams_dropped: int = 0  # cut on purpose by drop_after_tokens
     tokens_sent: int = 0
     embedding_requests: int = 0
+    condense_requests: int = 0  # ragq's requests to rewrite a follow-up (also chat_requests)
     last_request: dict[str, Any] | None = None
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from shared.schemas.common import FreeMetadata, Metadata, StrictModel, TrimmedText, WireModel
 
@@ -15,11 +15,41 @@ DegradedReason = Literal[
 ]
 Priority = Literal["interactive", "batch"]
 
+MAX_QUESTION_CHARS = 4000
+# a conversation is context for one short condensation call, not a transcript to store
+MAX_CONVERSATION_TURNS = 20
+MAX_TURN_CHARS = 4000
+MAX_CONVERSATION_CHARS = 16000  # all turns' content together
+
+
+class Turn(StrictModel):
+    """One earlier turn of the conversation a question ends."""
+
+    role: Literal["user", "assistant"]
+    content: Annotated[TrimmedText, Field(min_length=1, max_length=MAX_TURN_CHARS)]
+
+
+def _bounded_conversation(turns: list[Turn]) -> list[Turn]:
+    total = sum(len(t.content) for t in turns)
+    if total > MAX_CONVERSATION_CHARS:
+        raise ValueError(
+            f"the turns hold {total} characters together, over the limit of "
+            f"{MAX_CONVERSATION_CHARS}"
+        )
+    return turns
+
+
+Conversation = Annotated[
+    list[Turn], Field(max_length=MAX_CONVERSATION_TURNS), AfterValidator(_bounded_conversation)
+]
+
 
 class JobCreate(StrictModel):
-    """`POST /v1/jobs` body."""
+    """`POST /v1/jobs` body. `conversation` holds the turns before `question` (not the
+    question itself); with an LLM configured, the worker rewrites `question` as a standalone
+    question in their light before retrieval (docs/API.md, Jobs)."""
 
-    question: Annotated[TrimmedText, Field(min_length=1, max_length=4000)]
+    question: Annotated[TrimmedText, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
     top_k: Annotated[int, Field(ge=1, le=50)] = 5
     filters: Metadata = Field(default_factory=dict)
     temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
@@ -27,6 +57,7 @@ class JobCreate(StrictModel):
     model: str | None = None
     priority: Priority = "interactive"
     metadata: FreeMetadata = Field(default_factory=dict)
+    conversation: Conversation = Field(default_factory=list)
 
 
 class RagCreate(JobCreate):

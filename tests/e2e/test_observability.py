@@ -134,7 +134,7 @@ async def test_api_and_worker_export_exactly_the_contract_metrics(stack: Stack) 
 
     routes = label_values(api_text, "ragq_http_requests_total", "route")
     model = job["result"]["model"]
-    assert len(table) == 17
+    assert len(table) == 18
     assert {name: found(name) for name in table} == {name: {spec} for name, spec in table.items()}
     assert set(api) | set(worker) == set(table)
     assert value(api, "ragq_jobs_submitted_total{queue=interactive}") == 1

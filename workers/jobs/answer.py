@@ -107,7 +107,7 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     log.debug("job.question", question=request.question)  # user text: debug level only
     # read before retrieval: an answer cached under it was built from this corpus or older
     corpus = await rt.answers.corpus_version(job.tenant) if job.request_digest else "0"
-    citations, streamed = (None, "") if job_try <= 1 else await previous_attempt(rt, job.job_id)
+    announced, streamed = (None, "") if job_try <= 1 else await previous_attempt(rt, job.job_id)
     emitter = Emitter(rt, job.job_id, streamed)
     if pending := record.pending_result:
         # an earlier attempt generated (and paid for) the whole answer, then died: finish it
@@ -116,7 +116,7 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
         result.answer = emitter.text
         log.info("job.resumed", answered=True)
     else:
-        result = await answer_question(rt, job, record, citations, emitter, corpus)
+        result = await answer_question(rt, job, record, announced, emitter, corpus)
         total_ms = queue_ms + int((time.perf_counter() - started) * 1000)
         result.timings_ms = {"queue": queue_ms, **result.timings_ms, "total": total_ms}
         # a re-run after this point finishes the job without calling the LLM again

@@ -1,6 +1,7 @@
-"""An answer from retrieval and generation: the citations, then the LLM's text streamed
-into the job — unless the answer cache, the budget or the breaker decide otherwise (then
-an extractive answer). The cost is reserved before the call and settled after it."""
+"""An answer from retrieval and generation: the follow-up made to stand alone (condense),
+the citations, then the LLM's text streamed into the job — unless the answer cache, the
+budget or the breaker decide otherwise (then an extractive answer). The cost is reserved
+before each call and settled after it."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from shared.logging import get_logger
 from shared.metrics import BUDGET_SPEND, CACHE_REQUESTS, DEGRADED_ANSWERS, LLM_COST
 from shared.schemas.jobs import AnswerJobPayload, Citation, JobResult, Usage
 from workers.jobs.calls import Generation, call_status, called, degraded_reason, not_called
+from workers.jobs.condense import Condensed, condense
 from workers.jobs.resume import Emitter, JobStopped
 from workers.lifecycle import Runtime
 from workers.rag.extractive import extractive_answer
@@ -29,27 +31,34 @@ async def answer_question(
     rt: Runtime,
     job: AnswerJobPayload,
     record: JobRecord,
-    citations: list[Citation] | None,
+    announced: tuple[list[Citation], str | None] | None,
     emitter: Emitter,
     corpus: str,
 ) -> JobResult:
-    """Retrieve (unless an earlier attempt did), generate and stream the answer; the
-    result's queue and total timings are the caller's."""
+    """Condense and retrieve (unless an earlier attempt `announced` its citations and the
+    question it retrieved by), generate and stream the answer; the result's queue and total
+    timings are the caller's (condensation counts as retrieval time)."""
     request = job.request
     t0 = time.perf_counter()
-    if citations is None:
+    condensed = Condensed(request.question)
+    if announced is None:
+        condensed = await condense(rt, job, record)
+        query = condensed.question
         citations = await rt.retriever.retrieve(
-            job.tenant, request.question, top_k=request.top_k, filters=request.filters
+            job.tenant, query, top_k=request.top_k, filters=request.filters
         )
-        if await rt.jobs.append(job.job_id, RetrievalCompleted(citations=citations)) <= 0:
+        retrieved = RetrievalCompleted(citations=citations, query=query)
+        if await rt.jobs.append(job.job_id, retrieved) <= 0:
             raise JobStopped
+    else:
+        citations, query = announced[0], announced[1] or request.question
     retrieval_ms = int((time.perf_counter() - t0) * 1000)
 
     t1 = time.perf_counter()
-    gen = await _generate(rt, job, record, citations, emitter, corpus)
+    gen = await _generate(rt, job, record, query, citations, emitter, corpus)
     if gen.degraded_reason is not None:
         DEGRADED_ANSWERS.labels(reason=gen.degraded_reason).inc()
-        fallback = extractive_answer(request.question, citations)
+        fallback = extractive_answer(query, citations)
         await emitter.emit(f"\n\n{fallback}" if emitter.text else fallback)
     llm_ms = int((time.perf_counter() - t1) * 1000)
     return JobResult(
@@ -59,9 +68,17 @@ async def answer_question(
         cached=gen.cached,
         degraded=gen.degraded_reason is not None,
         degraded_reason=gen.degraded_reason,
-        usage=gen.usage,
-        cost_usd=gen.cost_usd,
+        usage=_plus(gen.usage, condensed.usage),
+        cost_usd=gen.cost_usd + condensed.cost_usd,
         timings_ms={"retrieval": retrieval_ms, "llm": llm_ms},
+    )
+
+
+def _plus(a: Usage, b: Usage) -> Usage:
+    return Usage(
+        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
+        completion_tokens=a.completion_tokens + b.completion_tokens,
+        total_tokens=a.total_tokens + b.total_tokens,
     )
 
 
@@ -69,6 +86,7 @@ async def _generate(
     rt: Runtime,
     job: AnswerJobPayload,
     record: JobRecord,
+    question: str,
     citations: list[Citation],
     emitter: Emitter,
     corpus: str,
@@ -78,7 +96,7 @@ async def _generate(
     if client is None:
         return not_called(Generation(None, degraded_reason="no_llm_configured"))
     model = request.model or client.default_model
-    messages = build_messages(request.question, citations)
+    messages = build_messages(question, citations)
     prompt_key: str | None = None
     if job.request_digest is not None and rt.settings.answer_cache_ttl_s > 0:
         docs = sorted({c.document_id for c in citations})
@@ -151,9 +169,10 @@ async def _generate(
             "citations": [c.model_dump(mode="json") for c in citations],
             "model": model,
         }
-        await rt.answers.put(
-            job.tenant, corpus, prompt=prompt_key, request=job.request_digest, answer=answer
-        )
+        # a follow-up the LLM did not rewrite (it failed): the next such request asks again
+        unrewritten = bool(request.conversation) and question == request.question
+        pointer = None if unrewritten else job.request_digest
+        await rt.answers.put(job.tenant, corpus, prompt=prompt_key, request=pointer, answer=answer)
     return gen
 
 

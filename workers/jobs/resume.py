@@ -38,17 +38,20 @@ class Emitter:
         self.text += delta
 
 
-async def previous_attempt(rt: Runtime, job_id: str) -> tuple[list[Citation] | None, str]:
-    """Citations and answer text that an earlier attempt of this job already announced."""
-    citations: list[Citation] | None = None
+async def previous_attempt(
+    rt: Runtime, job_id: str
+) -> tuple[tuple[list[Citation], str | None] | None, str]:
+    """What an earlier attempt of this job already announced: its citations with the
+    question it retrieved by (None when it announced none), and its answer text."""
+    retrieved: tuple[list[Citation], str | None] | None = None
     text: list[str] = []
     after = 0
     while events := await rt.jobs.read_events(job_id, after, block_ms=None):
         for stored in events:
             event = stored.parsed()
             if isinstance(event, RetrievalCompleted):
-                citations = event.citations
+                retrieved = (event.citations, event.query)
             elif isinstance(event, AnswerDelta):
                 text.append(event.delta)
         after = events[-1].sequence
-    return citations, "".join(text)
+    return retrieved, "".join(text)
