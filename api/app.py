@@ -17,7 +17,7 @@ from api.deps import Clients
 from api.errors import install_error_handlers, ragq_error_response
 from api.middleware import BodyLimitMiddleware, HeaderLimitMiddleware, RequestContextMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import documents, health, jobs, openai, usage
+from api.routes import documents, documents_bulk, health, jobs, openai, usage
 from shared.answercache import AnswerCache
 from shared.apikeys import ApiKeyStore
 from shared.budget import Budgets
@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RedisTimeoutError, redis_down)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(documents_bulk.router)  # before /v1/documents/{document_id}
     app.include_router(documents.router)
     app.include_router(usage.router)
     app.include_router(openai.router)

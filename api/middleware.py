@@ -25,6 +25,8 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # label values stay bounded: any other method is "OTHER", any path no route matches "unmatched"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "unmatched"
+# routes that take whole documents get the documents' body limit; every other the jobs'
+DOCUMENT_BODY_PATHS = frozenset({"/v1/documents", "/v1/documents/bulk"})
 # FastAPI keeps included routers nested in `app.routes` and flattens them with this; older
 # versions put every route in `app.routes` directly
 _iter_routes: Any = getattr(fastapi.routing, "iter_route_contexts", iter)
@@ -135,7 +137,7 @@ class BodyLimitMiddleware:
             return
         limit = (
             self.documents_limit
-            if scope["path"].rstrip("/") == "/v1/documents"
+            if scope["path"].rstrip("/") in DOCUMENT_BODY_PATHS
             else self.default_limit
         )
         declared = Headers(scope=scope).get("content-length")

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, le=64)
     max_job_body_bytes: int = Field(1 * MiB, ge=1024)
     max_document_body_bytes: int = Field(20 * MiB, ge=1024)
+    bulk_max_documents: int = Field(500, ge=1, le=10_000)  # per bulk load or status read
     max_header_bytes: int = Field(32 * 1024, ge=1024)  # names + values of all request headers
     idempotency_ttl_s: int = Field(86_400, ge=60)
     sse_ping_s: float = Field(15.0, gt=0, le=15.0)

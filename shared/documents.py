@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
+from shared.contenthash import content_sha256
+from shared.docevents import announce
 from shared.lua import source
-from shared.redis_keys import Keys
+from shared.queue import JOB_EXPIRES_MS, NOTIFY_MAX_LEN, arq_payload, enqueue_keys
+from shared.redis_keys import INGEST_JOB, Keys
 from shared.schemas.common import rfc3339, utcnow
-from shared.schemas.documents import DocumentCreate, DocumentPublic
+from shared.schemas.documents import DocumentCreate, DocumentPublic, IngestJobPayload
 
 
 def new_version() -> str:
@@ -30,6 +35,28 @@ def new_document_id() -> str:
     return "doc_" + secrets.token_hex(12)
 
 
+@dataclass(frozen=True, slots=True)
+class NewVersion:
+    """One document of a bulk load to stage: its id (the client's or a new one), its job."""
+
+    doc_id: str
+    doc: DocumentCreate
+    job_id: str
+    content_sha256: str
+
+
+STATE_FIELDS = ("content_sha256", "status", "job_id")  # StoredState's, in its order
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """What a bulk load compares a document with: its stored hash, status and job."""
+
+    content_sha256: str | None
+    status: str | None
+    job_id: str | None
+
+
 class DocumentStore:
     """Document records, their source texts and their visible versions."""
 
@@ -38,6 +65,27 @@ class DocumentStore:
         self._keys = keys
         self._publish = redis.register_script(source("documents_publish"))
         self._set_status = redis.register_script(source("documents_set_status"))
+        self._enqueue = redis.register_script(source("queue_enqueue"))
+
+    def _stage_on(self, pipe: Any, tenant: str, new: NewVersion, version: str, now: str) -> None:
+        """Queue the writes of staging one version on `pipe`, the record's HGETALL last."""
+        doc, doc_id = new.doc, new.doc_id
+        key = self._keys.document(tenant, doc_id)
+        fields = {
+            "id": doc_id,
+            "title": doc.title,
+            "metadata": json.dumps(doc.metadata),
+            "status": "queued",
+            "pending_version": version,
+            "job_id": new.job_id,
+            "error": "",
+            "content_sha256": new.content_sha256,
+        }
+        pipe.set(self._keys.document_text(tenant, doc_id, version), doc.text)
+        pipe.hsetnx(key, "created_at", now)
+        pipe.hset(key, mapping=fields)
+        pipe.zadd(self._keys.documents(tenant), {doc_id: 0})
+        pipe.hgetall(key)
 
     async def stage(
         self, tenant: str, doc: DocumentCreate, *, job_id: str
@@ -46,27 +94,56 @@ class DocumentStore:
 
         An existing document keeps serving its visible version until the new one is published.
         """
-        doc_id = doc.id or new_document_id()
+        digest = content_sha256(doc.title, doc.text, doc.metadata)
+        new = NewVersion(doc.id or new_document_id(), doc, job_id, digest)
         version = new_version()
-        key = self._keys.document(tenant, doc_id)
-        now = rfc3339(utcnow())
-        fields = {
-            "id": doc_id,
-            "title": doc.title,
-            "metadata": json.dumps(doc.metadata),
-            "status": "queued",
-            "pending_version": version,
-            "job_id": job_id,
-            "error": "",
-        }
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._keys.document_text(tenant, doc_id, version), doc.text)
-            pipe.hsetnx(key, "created_at", now)
-            pipe.hset(key, mapping=fields)
-            pipe.zadd(self._keys.documents(tenant), {doc_id: 0})
-            pipe.hgetall(key)
+            self._stage_on(pipe, tenant, new, version, rfc3339(utcnow()))
             *_, record = await pipe.execute()
         return to_public(record), version
+
+    async def stage_many(
+        self, tenant: str, docs: Sequence[NewVersion], *, queue: str, request_id: str
+    ) -> list[DocumentPublic]:
+        """Stage many documents and enqueue the ingest job of each, all in one transaction
+        (one round trip); the records in the order given."""
+        now = rfc3339(utcnow())
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for new in docs:
+                version = new_version()
+                self._stage_on(pipe, tenant, new, version, now)
+                payload = IngestJobPayload(
+                    job_id=new.job_id,
+                    tenant=tenant,
+                    request_id=request_id,
+                    document_id=new.doc_id,
+                    version=version,
+                )
+                body, score = arq_payload(INGEST_JOB, payload.model_dump())
+                await self._enqueue(
+                    keys=enqueue_keys(self._keys, queue, new.job_id),
+                    args=[new.job_id, body, score, JOB_EXPIRES_MS, NOTIFY_MAX_LEN],
+                    client=pipe,
+                )
+            replies = await pipe.execute() if docs else []
+        # per document: SET, HSETNX, HSET, ZADD, HGETALL, then the enqueue script
+        return [to_public(replies[i * 6 + 4]) for i in range(len(docs))]
+
+    async def states(self, tenant: str, doc_ids: Sequence[str]) -> list[StoredState]:
+        """The stored hash, status and job of each document (all None when it does not exist)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for doc_id in doc_ids:
+                pipe.hmget(self._keys.document(tenant, doc_id), [*STATE_FIELDS])
+            replies = await pipe.execute()
+        return [StoredState(*(v or None for v in reply)) for reply in replies]
+
+    async def records(self, tenant: str, doc_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        """The raw record of each listed document (None when it does not exist), in order."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for doc_id in doc_ids:
+                pipe.hgetall(self._keys.document(tenant, doc_id))
+            replies = await pipe.execute()
+        return [r or None for r in replies]
 
     async def get(self, tenant: str, doc_id: str) -> dict[str, str] | None:
         """The raw record, or None."""
@@ -87,8 +164,13 @@ class DocumentStore:
         A failed version is no longer pending: it will never be published.
         """
         key = self._keys.document(tenant, doc_id)
-        drop = int(status == "failed")
-        return bool(await self._set_status(keys=[key], args=[version, status, error, drop]))
+        if status != "failed":
+            return bool(await self._set_status(keys=[key], args=[version, status, error, 0]))
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await self._set_status(keys=[key], args=[version, status, error, 1], client=pipe)
+            announce(pipe, self._keys, tenant, doc_id)  # a stale one only wakes a waiter
+            done, *_ = await pipe.execute()
+        return bool(done)
 
     async def publish(self, tenant: str, doc_id: str, version: str, chunks: int) -> str | None:
         """Make `version` the visible one in one step.
@@ -97,10 +179,14 @@ class DocumentStore:
         (posted again or deleted meanwhile) and must be purged instead.
         """
         key = self._keys.document(tenant, doc_id)
-        old = await self._publish(
-            keys=[key, self._keys.corpus(tenant)],
-            args=[version, rfc3339(utcnow()), chunks, "indexed"],
-        )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await self._publish(
+                keys=[key, self._keys.corpus(tenant)],
+                args=[version, rfc3339(utcnow()), chunks, "indexed"],
+                client=pipe,
+            )
+            announce(pipe, self._keys, tenant, doc_id)
+            old, *_ = await pipe.execute()
         if old is None:
             return None
         old = cast(str, old)
@@ -119,6 +205,7 @@ class DocumentStore:
             pipe.delete(key, *(self._keys.document_text(tenant, doc_id, v) for v in versions))
             pipe.zrem(self._keys.documents(tenant), doc_id)
             pipe.incr(self._keys.corpus(tenant))  # cached answers may cite it: invalidate
+            announce(pipe, self._keys, tenant, doc_id)
             await pipe.execute()
         return True
 
@@ -135,11 +222,7 @@ class DocumentStore:
         )
         more = len(ids) > limit
         ids = ids[:limit]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for doc_id in ids:
-                pipe.hgetall(self._keys.document(tenant, doc_id))
-            records = await pipe.execute()
-        docs = [to_public(r) for r in records if r]
+        docs = [to_public(r) for r in await self.records(tenant, ids) if r]
         return docs, (ids[-1] if more and ids else None)
 
     async def visible_versions(self, tenant: str, doc_ids: list[str]) -> dict[str, str]:
@@ -164,4 +247,5 @@ def to_public(record: dict[str, Any]) -> DocumentPublic:
         indexed_at=record.get("indexed_at") or None,
         job_id=record.get("job_id") or None,
         error=record.get("error") or None,
+        content_sha256=record.get("content_sha256") or None,
     )

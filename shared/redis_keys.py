@@ -78,6 +78,11 @@ class Keys:
         """The source text of one version of a document."""
         return f"{self.prefix}:doctext:{tenant}:{document_id}:{version}"
 
+    def document_events(self, tenant: str) -> str:
+        """Stream of a tenant's document ids whose version was indexed or failed, or that
+        were deleted; `POST /v1/documents/status?wait` blocks on it."""
+        return f"{self.prefix}:docevents:{tenant}"
+
     def documents(self, tenant: str) -> str:
         """Sorted set of a tenant's document ids, scored by creation order."""
         return f"{self.prefix}:docs:{tenant}"

@@ -23,7 +23,7 @@ class BulkItem(WireModel):
     """One document's line of a bulk answer."""
 
     index: int
-    id: str
+    id: str | None  # null for a failed item that named no id
     status: Literal["queued", "unchanged", "failed"]
     job_id: str | None = None
     content_sha256: str | None = None

@@ -49,7 +49,7 @@ class DocumentOutcome:
     """What became of one document: `queued` only when not waiting for indexing."""
 
     index: int  # its position in the input
-    id: str
+    id: str | None  # None for a failed document that named no id
     status: Outcome
     error: str | None = None
 
@@ -128,13 +128,14 @@ class _Tracker:
     def sent(self, result: BulkResult) -> None:
         base = len(self.outcomes)
         for item in sorted(result.data, key=lambda i: i.index):
-            self.position[item.id] = len(self.outcomes)
+            if item.id is not None:
+                self.position[item.id] = len(self.outcomes)
             error = _error_text(item.error)
             self.outcomes.append(DocumentOutcome(base + item.index, item.id, item.status, error))
         self.report()
 
     def pending(self) -> list[str]:
-        return [o.id for o in self.outcomes if o.status == "queued"]
+        return [o.id for o in self.outcomes if o.status == "queued" and o.id is not None]
 
     def statuses(self, states: StatusList) -> None:
         for state in states.data:

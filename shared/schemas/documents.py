@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -34,6 +34,7 @@ class DocumentPublic(WireModel):
     indexed_at: str | None = None
     job_id: str | None = None
     error: str | None = None
+    content_sha256: str | None = None  # shared/contenthash.py; null: stored before hashing
 
 
 class DocumentList(WireModel):
@@ -43,6 +44,69 @@ class DocumentList(WireModel):
     data: list[DocumentPublic]
     next_cursor: str | None = None
     has_more: bool = False
+
+
+class DocumentBulkCreate(StrictModel):
+    """`POST /v1/documents/bulk` JSON body (each document is validated on its own)."""
+
+    documents: list[DocumentCreate]
+    skip_unchanged: bool = True
+
+
+BulkItemStatus = Literal["queued", "unchanged", "failed"]
+
+
+class BulkItemError(WireModel):
+    """Why one document of a bulk load failed, shaped like a problem body."""
+
+    status: int
+    title: str
+    detail: str
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class BulkItem(WireModel):
+    """What happened to one document of a bulk load, at its `index` in the request."""
+
+    index: int
+    id: str | None
+    status: BulkItemStatus
+    job_id: str | None = None
+    content_sha256: str | None = None
+    error: BulkItemError | None = None
+
+
+class BulkResult(WireModel):
+    """The answer of `POST /v1/documents/bulk`: one item per document, in request order."""
+
+    object: Literal["bulk_result"] = "bulk_result"
+    data: list[BulkItem]
+    queued: int
+    unchanged: int
+    failed: int
+
+
+class DocumentStatusRequest(StrictModel):
+    """`POST /v1/documents/status` body: the documents to read, and how long to wait."""
+
+    ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(min_length=1)]
+    wait: Annotated[float, Field(ge=0, le=60)] = 0  # seconds
+
+
+class DocumentMissing(WireModel):
+    """A listed id with no document (never created, deleted, or another tenant's)."""
+
+    id: str
+    object: Literal["document"] = "document"
+    status: Literal["missing"] = "missing"
+
+
+class DocumentStatusList(WireModel):
+    """The answer of `POST /v1/documents/status`; `pending` counts `queued` and `indexing`."""
+
+    object: Literal["list"] = "list"
+    data: list[DocumentPublic | DocumentMissing]
+    pending: int
 
 
 class IngestJobPayload(WireModel):

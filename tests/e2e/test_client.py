@@ -15,7 +15,6 @@ from shared.client import (
     AuthenticationError,
     Client,
     IngestProgress,
-    InvalidRequest,
     NotFound,
 )
 from shared.events import AnswerDelta, JobEvent, JobQueued
@@ -149,10 +148,6 @@ async def test_documents_round_trip(stack: Stack) -> None:
     assert got.title == "B"
 
 
-# POST /v1/documents/bulk and /v1/documents/status are being built (api/routes/
-# documents_bulk.py); until they are served the route answers 405. Strict: once they work
-# this xfail fails, and the marker goes.
-@pytest.mark.xfail(raises=InvalidRequest, reason="bulk endpoints not served yet", strict=True)
 async def test_bulk_ingest_indexes_then_skips_unchanged(stack: Stack) -> None:
     """Ingesting 50 documents waits until all are indexed, reporting progress up to the
     total; ingesting them again finds every one unchanged."""
