@@ -4,13 +4,18 @@ indexed, a second run skipping what is unchanged, a rate limit waited out."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import signal
 from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 
+from scripts import harness
+from scripts.harness.stack import RAGQ
 from tests.e2e.conftest import Stack, auth
 from tests.e2e.test_cli import _ragq
 from tests.integration.pdfs import make_pdf
@@ -104,3 +109,43 @@ async def test_ingest_waits_out_the_rate_limit(stack: Stack, tmp_path: Path) -> 
     assert (result["indexed"], result["failed"]) == (4, 0)
     assert result["rate_limited"] >= 1
     assert result["waited_on_limits_s"] > 0
+
+
+async def test_ctrl_c_says_what_was_sent_and_how_to_go_on(
+    stack: Stack, tmp_path: Path, redis: Redis
+) -> None:
+    """Interrupted while it waits out the rate limit, ingest says how many files the API
+    received and that running it again loads the rest; exit 130, no traceback."""
+    await stack.start_worker()
+    await stack.start_api()
+    key = await stack.create_key("acme", "--rpm", "2")
+    (tmp_path / "notes.md").write_text("# Notes\n\nSome notes.\n")
+    for n in range(2):
+        (tmp_path / f"page-{n}.html").write_text(f"<h1>Page {n}</h1><p>Topic {n}.</p>")
+    process = await asyncio.create_subprocess_exec(
+        *RAGQ,
+        "ingest",
+        str(tmp_path),
+        "--url",
+        stack.url,
+        "--key",
+        key,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+    async def limit_spent() -> bool:
+        # the bulk request, then the status read of the uploads: the key's 2 requests of
+        # the minute are spent, so the first upload waits out the window, which is when a
+        # user presses Ctrl-C (the client has read the bulk answer by then)
+        sets = [k async for k in redis.scan_iter(match="ragqtest:ratelimit:*")]
+        return len(sets) == 1 and await redis.zcard(sets[0]) == 2
+
+    await harness.wait_until(limit_spent, timeout_s=60, failure="the key's limit was not spent")
+    process.send_signal(signal.SIGINT)
+    _, err = await process.communicate()
+    assert process.returncode == 130
+    assert "Traceback" not in err.decode()
+    assert err.decode().strip().splitlines()[-1] == (
+        "ragq ingest: interrupted after sending 1 of 3 files; what was sent goes on being "
+        "indexed. Run the same command again to load the rest (unchanged files are skipped)."
+    )
