@@ -66,16 +66,16 @@ async def test_ragq_ingest_loads_what_it_can_and_says_what_it_skipped(
     await stack.start_worker()
     await stack.start_api()
     key = await stack.create_key("acme")
-    (tmp_path / "guide.md").write_text("# Guide\n\nUse atlas rollout.\n")
-    (tmp_path / "latin1.txt").write_bytes("café".encode("latin-1"))
+    docs = tmp_path / "docs"  # tmp_path also holds the stack's logs and Qdrant folder
+    docs.mkdir()
+    (docs / "guide.md").write_text("# Guide\n\nUse atlas rollout.\n")
+    (docs / "latin1.txt").write_bytes("café".encode("latin-1"))
     missing = tmp_path / "missing.md"
-    code, _, err = await _ragq(
-        "ingest", str(tmp_path), str(missing), "--url", stack.url, "--key", key
-    )
+    code, _, err = await _ragq("ingest", str(docs), str(missing), "--url", stack.url, "--key", key)
     lines = err.splitlines()
     assert code == 1
     assert lines[:2] == [
-        f"skipped: {tmp_path / 'latin1.txt'}: not UTF-8 text",
+        f"skipped: {docs / 'latin1.txt'}: not UTF-8 text",
         f"skipped: {missing}: No such file or directory",
     ]
     assert lines[2].startswith("ragq ingest: 3 files: 1 queued, 0 unchanged, 0 failed, 2 skipped;")

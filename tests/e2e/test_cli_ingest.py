@@ -98,11 +98,13 @@ async def test_ingest_waits_out_the_rate_limit(stack: Stack, tmp_path: Path) -> 
     await stack.start_worker()
     await stack.start_api()
     key = await stack.create_key("acme", "--rpm", "5")
+    docs = tmp_path / "docs"  # tmp_path also holds the stack's logs and Qdrant folder
+    docs.mkdir()
     for n in range(3):
-        (tmp_path / f"page-{n}.html").write_text(f"<h1>Page {n}</h1><p>Topic number {n}.</p>")
-    (tmp_path / "notes.md").write_text("# Notes\n\nSome notes.\n")
+        (docs / f"page-{n}.html").write_text(f"<h1>Page {n}</h1><p>Topic number {n}.</p>")
+    (docs / "notes.md").write_text("# Notes\n\nSome notes.\n")
     summary = tmp_path / "summary.json"
-    argv = ["ingest", str(tmp_path), "--wait", "--url", stack.url, "--key", key]
+    argv = ["ingest", str(docs), "--wait", "--url", stack.url, "--key", key]
     code, _, err = await _ragq(*argv, "--summary-json", str(summary), "--no-progress")
     result = json.loads(summary.read_text())
     assert code == 0, err
@@ -119,13 +121,15 @@ async def test_ctrl_c_says_what_was_sent_and_how_to_go_on(
     await stack.start_worker()
     await stack.start_api()
     key = await stack.create_key("acme", "--rpm", "2")
-    (tmp_path / "notes.md").write_text("# Notes\n\nSome notes.\n")
+    docs = tmp_path / "docs"  # tmp_path also holds the stack's logs and Qdrant folder
+    docs.mkdir()
+    (docs / "notes.md").write_text("# Notes\n\nSome notes.\n")
     for n in range(2):
-        (tmp_path / f"page-{n}.html").write_text(f"<h1>Page {n}</h1><p>Topic {n}.</p>")
+        (docs / f"page-{n}.html").write_text(f"<h1>Page {n}</h1><p>Topic {n}.</p>")
     process = await asyncio.create_subprocess_exec(
         *RAGQ,
         "ingest",
-        str(tmp_path),
+        str(docs),
         "--url",
         stack.url,
         "--key",
