@@ -17,7 +17,16 @@ from api.deps import Clients
 from api.errors import install_error_handlers, ragq_error_response
 from api.middleware import BodyLimitMiddleware, HeaderLimitMiddleware, RequestContextMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import documents, documents_bulk, health, jobs, openai, usage
+from api.routes import (
+    document_content,
+    documents,
+    documents_bulk,
+    health,
+    jobs,
+    openai,
+    playground,
+    usage,
+)
 from shared.answercache import AnswerCache
 from shared.apikeys import ApiKeyStore
 from shared.budget import Budgets
@@ -102,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(documents.router)
     app.include_router(usage.router)
     app.include_router(openai.router)
+    app.include_router(document_content.router)
+    app.include_router(playground.router)  # `/` and /static/playground/: no key
     # the last added runs first: request id and access log, then the header limit, then bodies
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(HeaderLimitMiddleware, settings=settings)

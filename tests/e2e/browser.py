@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page
+from playwright.async_api import ConsoleMessage, Page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(
@@ -26,9 +26,12 @@ needs_chromium = pytest.mark.skipif(
 
 @dataclass
 class Offline:
-    """What a page asked of the outside world (all of it refused)."""
+    """What a page asked of the outside world (all of it refused), what it asked of ragq,
+    and the errors its console and scripts reported."""
 
     blocked: list[str] = field(default_factory=list)
+    requested: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -40,10 +43,15 @@ async def offline_page(origin: str) -> AsyncIterator[tuple[Page, Offline]]:
 
     async def only_ragq(route: Route) -> None:
         if route.request.url.startswith(origin):
+            outside.requested.append(route.request.url)
             await route.continue_()
         else:
             outside.blocked.append(route.request.url)
             await route.abort()
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            outside.errors.append(f"console: {message.text}")
 
     async with async_playwright() as playwright:
         # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
@@ -51,6 +59,8 @@ async def offline_page(origin: str) -> AsyncIterator[tuple[Page, Offline]]:
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 900})
             await page.route("**/*", only_ragq)
+            page.on("pageerror", lambda error: outside.errors.append(f"pageerror: {error}"))
+            page.on("console", on_console)
             yield page, outside
         finally:
             await browser.close()
