@@ -34,6 +34,7 @@ from scripts.bench.reportfile import (
     load_avg,
     log_findings,
     machine_info,
+    markers,
     publish,
 )
 from scripts.bench.stack import log, parse_overrides, run_benchmark, session
@@ -102,7 +103,7 @@ async def run_ingest(stack: Stack, key: str, folder: Path, name: str) -> IngestR
 
 def markdown(args: argparse.Namespace, facts: dict[str, Any], runs: list[IngestRun]) -> str:
     """The report section."""
-    begin, end = f"<!-- bench:{args.section} -->", f"<!-- /bench:{args.section} -->"
+    begin, end = markers(args.section)
     rows = []
     for r in runs:
         s = r.summary
