@@ -11,7 +11,12 @@ echo "== ruff format --check"; ruff format --check .
 echo "== mypy (strict)"; mypy
 echo "== import-linter"; lint-imports
 echo "== promtool (config, rules, rule unit tests)"; scripts/promtool.sh
-echo "== pytest"; pytest -p no:cacheprovider --cov --cov-report=term "$@"
+echo "== pytest"; pytest -p no:cacheprovider --cov --cov-report=term --ignore=tests/faults "$@"
+
+# The fault suite (tests/faults/): worker kills, Redis restarts, every LLM failure shape,
+# hostile input, idle streams, schemathesis. Real processes only, so no coverage; it prints
+# its figures (docs/RELIABILITY.md has them, rendered by scripts/faults_report.py).
+echo "== fault suite"; pytest -p no:cacheprovider tests/faults
 
 # The deploy gate: a real stack (API, worker, test LLM), the sample corpus ingested through
 # the API, every question of data/deploy_eval.jsonl asked. Thresholds sit a margin below the

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from scripts.harness import POLL_S, free_port
+from scripts.harness import POLL_S
+from scripts.harness.redisproc import OwnRedis
 from tests.e2e.conftest import Stack, auth
 from tests.e2e.test_stack import DOC
 
@@ -29,61 +29,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
 ]
 READY_TIMEOUT_S = 90.0
-
-
-class OwnRedis:
-    """A redis-server process of this test (append-only file on, so a restart keeps the
-    queue and the job records as a production Redis with AOF does)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        """Start it and return once it answers PING (and has loaded its data)."""
-        self.proc = await asyncio.create_subprocess_exec(
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.folder),
-            "--appendonly",
-            "yes",
-            "--save",
-            "",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        client = Redis.from_url(self.url)
-        try:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                # another process: no event to await, so poll until it answers
-                while True:
-                    with contextlib.suppress(RedisConnectionError):
-                        if await client.ping():
-                            return
-                    await asyncio.sleep(POLL_S)
-        finally:
-            await client.aclose()
-
-    async def shutdown(self) -> None:
-        """`SHUTDOWN` (what `redis-cli shutdown` sends): it writes its data and exits."""
-        client = Redis.from_url(self.url)
-        with contextlib.suppress(RedisConnectionError):
-            await client.shutdown()
-        await client.aclose()
-        assert self.proc is not None
-        await self.proc.wait()
-
-    async def kill(self) -> None:
-        """SIGKILL: no goodbye to its clients."""
-        assert self.proc is not None
-        self.proc.kill()
-        await self.proc.wait()
 
 
 @pytest.fixture
