@@ -108,6 +108,7 @@ async def _admit_once(
     max_concurrent = key.max_concurrent or settings.default_max_concurrent
     admission = Admission(
         max_depth=settings.max_queue_depth,
+        max_wait_s=settings.max_queue_wait_s,
         drain_window_s=settings.drain_window_s,
         max_retry_after_s=settings.max_retry_after_s,
         lease_key=clients.keys.leases(key.key_id) if max_concurrent else None,
@@ -170,6 +171,14 @@ async def _refused(
         ADMISSION_REJECTIONS.labels(reason="overloaded").inc()
         return Overloaded(
             f"The {body.priority} queue is full; retry in {submitted.retry_after} s.",
+            retry_after=submitted.retry_after,
+        )
+    if submitted.outcome == "overloaded_wait":
+        ADMISSION_REJECTIONS.labels(reason="overloaded").inc()
+        return Overloaded(
+            f"A job queued now on the {body.priority} queue would wait longer than"
+            f" {clients.settings.max_queue_wait_s:g} s to start (RAGQ_MAX_QUEUE_WAIT_S);"
+            f" retry in {submitted.retry_after} s.",
             retry_after=submitted.retry_after,
         )
     if submitted.outcome == "concurrency":

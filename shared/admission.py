@@ -18,12 +18,20 @@ from shared.events import JobQueued
 from shared.jobrecord import JobRecord
 from shared.lua import source
 from shared.queue import JOB_EXPIRES_MS, NOTIFY_MAX_LEN, arq_payload, enqueue_keys
-from shared.redis_keys import ANSWER_JOB, Keys
+from shared.redis_keys import ANSWER_JOB, DRAIN_BUCKET_S, Keys
 from shared.schemas.common import rfc3339, utcnow
 from shared.schemas.jobs import AnswerJobPayload, JobCreate, JobPublic
 
 Outcome = Literal[
-    "ok", "coalesced", "cached", "cached_now", "overloaded", "concurrency", "budget", "exists"
+    "ok",
+    "coalesced",
+    "cached",
+    "cached_now",
+    "overloaded",
+    "overloaded_wait",
+    "concurrency",
+    "budget",
+    "exists",
 ]
 _MOVES = 5  # tries of a submit whose coalescing leader changed since it was read, at most
 
@@ -33,6 +41,7 @@ class Admission:
     """What a submit checks, atomically, before it writes anything."""
 
     max_depth: int = 0  # queue depth at which new jobs are shed (0 = never)
+    max_wait_s: float = 0  # estimated queue wait over which new jobs are shed (0 = never)
     drain_window_s: int = 60
     max_retry_after_s: int = 300
     lease_key: str | None = None  # the API key's lease set, when it has a concurrency cap
@@ -112,6 +121,8 @@ class Admitter:
             "notify_max": NOTIFY_MAX_LEN,
             "mode": mode,
             "max_depth": adm.max_depth,
+            "max_wait_s": adm.max_wait_s,
+            "bucket_s": DRAIN_BUCKET_S,
             "drain_window_s": adm.drain_window_s,
             "max_retry_after_s": adm.max_retry_after_s,
             "max_concurrent": adm.max_concurrent if adm.lease_key else 0,
@@ -134,10 +145,10 @@ class Admitter:
             self._keys.usage(today(), tenant),
             adm.pointer_key or unused,
         ]
-        # the drain counters matter only to a queue with a depth limit (for its Retry-After)
+        # the drain counters matter only to a queue with a depth or wait limit
         drains = (
             self._keys.drain_window(request.priority, time.time(), adm.drain_window_s)
-            if adm.max_depth > 0
+            if adm.max_depth > 0 or adm.max_wait_s > 0
             else []
         )
         leader = ""  # most often no identical job runs: read the pointer only when moved

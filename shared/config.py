@@ -44,7 +44,11 @@ class Settings(BaseSettings):
     result_ttl_s: int = Field(86_400, ge=60)
     events_max_len: int = Field(20_000, ge=100)
     job_timeout_s: float = Field(300.0, gt=0)
-    max_tries: int = Field(3, ge=1, le=20)
+    # starts of one job, whatever ended the earlier ones (a backstop against a job that is
+    # re-run for ever); a job that was running when its worker died max_worker_deaths times
+    # is taken to be what kills them and fails (workers/jobs/attempts.py)
+    max_tries: int = Field(10, ge=1, le=100)
+    max_worker_deaths: int = Field(5, ge=1, le=100)
     worker_max_jobs: int = Field(32, ge=1, le=1000)
     worker_notify: bool = True  # false = arq's plain polling, for comparison only
     worker_poll_s: float = Field(
@@ -55,6 +59,9 @@ class Settings(BaseSettings):
     worker_drain_s: float = Field(20.0, ge=0)  # on SIGTERM, running jobs get this long to finish
     worker_metrics_port: int = Field(9100, ge=0, le=65535)  # each worker's /metrics; 0 = off
     max_queue_depth: int = Field(1000, ge=1)
+    # a job whose estimated wait to start (queue ahead / measured drain rate) is longer is
+    # refused (429 overloaded) rather than accepted to start late; 0 = depth alone decides
+    max_queue_wait_s: float = Field(15.0, ge=0)
 
     # Retrieval
     qdrant_url: str = ""

@@ -44,6 +44,8 @@ class JobRecord:
     payload: str | None = None  # a follower's arq payload, queued if its leader is cancelled
     reserved_nano: int = 0  # budget reserved at submit and not yet settled
     spend_keys: tuple[str, str] | None = None  # the counters that reservation is on
+    owner: str | None = None  # the worker running it now, unset by an orderly interruption
+    deaths: int = 0  # its runs that ended with their worker's death (workers/jobs/attempts.py)
 
     @classmethod
     def from_hash(cls, raw: Mapping[str, str]) -> JobRecord:
@@ -69,6 +71,8 @@ class JobRecord:
             payload=raw.get("payload") or None,
             reserved_nano=int(raw.get("reserved_nano") or 0),
             spend_keys=(spend[0], spend[1]) if len(spend) == 2 else None,
+            owner=raw.get("owner") or None,
+            deaths=int(raw.get("deaths") or 0),
         )
 
     @property

@@ -117,13 +117,16 @@ class JobStore:
         ]
         return int(await self._append(keys=keys, args=[_dumps(args)]))
 
-    async def start(self, job_id: str) -> int:
-        """Mark the job `in_progress` and announce it; 0 if it is already terminal."""
+    async def start(self, job_id: str, *, owner: str = "", deaths: int = 0) -> int:
+        """Mark the job `in_progress` and announce it, run by worker `owner` after `deaths`
+        worker deaths (workers/jobs/attempts.py); 0 if it is already terminal."""
         return await self.append(
             job_id,
             JobInProgress(job_id=job_id),
             status="in_progress",
             started_at=rfc3339(utcnow()),
+            owner=owner,
+            deaths=str(deaths),
         )
 
     async def note(self, job_id: str, **fields: str) -> None:

@@ -71,6 +71,11 @@ ADMISSION_REJECTIONS = Counter(
 )
 
 # Workers
+JOB_RERUNS = Counter(
+    "ragq_job_reruns_total",
+    "RAG job runs after the first, by what ended the run before (workers/jobs/attempts.py).",
+    ["cause"],
+)
 JOBS_FINISHED = Counter(
     "ragq_jobs_finished_total",
     "RAG jobs a worker ran to a terminal status.",

@@ -176,7 +176,11 @@ def _abandoned(rt: Runtime) -> Any:
         job = await rt.jobs.finish(
             job_id,
             "failed",
-            error=JobError(type="abandoned", message="the job could not be run (tries exhausted)"),
+            error=JobError(
+                type="abandoned",
+                message=f"the job was started {rt.settings.max_tries} times (RAGQ_MAX_TRIES)"
+                " without finishing",
+            ),
         )
         if job is not None:  # an answer job (ingest jobs have no job record)
             JOBS_FINISHED.labels(queue=job.request.priority, status="failed").inc()

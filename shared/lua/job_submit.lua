@@ -1,5 +1,6 @@
 -- job_submit: admit, record, announce `job.queued` and enqueue a job in one step, with every
--- admission check (concurrency cap, queue depth, budget) made before anything is written.
+-- admission check (concurrency cap, queue depth and estimated wait, budget) made before
+-- anything is written.
 -- KEYS[1] job hash   KEYS[2] its events   KEYS[3] arq job   KEYS[4] queue   KEYS[5] notify
 -- KEYS[6] the API key's lease set   KEYS[7] service spend   KEYS[8] tenant spend
 -- KEYS[9] the request's inflight pointer   KEYS[10] tenant's usage of the day
@@ -8,11 +9,12 @@
 -- (keys a mode does not use may be any key)
 -- ARGV[1] JSON {"job_id", "ttl_ms", "maxlen", "event", "payload", "score", "expires_ms",
 --   "notify_max", "mode": queue|coalesce|cached, "leader" (the inflight pointer's job id
---   when the caller read it, "" if none), "max_depth" (0: none), "drain_window_s",
---   "max_retry_after_s", "max_concurrent" (0: none), "lease_ttl_ms", "reserve_nano"
---   (0: none), "service_cap", "tenant_cap", "spend_ttl_s", "record": {field: value}}
--- Returns: {'ok'|'coalesced'|'cached', seq}, {'overloaded'|'concurrency', retry_after},
---   {'budget', scope}, {'exists', 0}, {'cached_now', 0} (an identical request finished
+--   when the caller read it, "" if none), "max_depth" (0: none), "max_wait_s" (0: none),
+--   "bucket_s" (the drain counters' bucket), "max_retry_after_s", "max_concurrent"
+--   (0: none), "lease_ttl_ms", "reserve_nano" (0: none), "service_cap", "tenant_cap",
+--   "spend_ttl_s", "record": {field: value}}
+-- Returns: {'ok'|'coalesced'|'cached', seq}, {'overloaded'|'overloaded_wait'|'concurrency',
+--   retry_after}, {'budget', scope}, {'exists', 0}, {'cached_now', 0} (an identical request finished
 --   since the caller's cache lookup: look again) or {'moved', 0} (the inflight pointer is
 --   no longer a.leader: read it again).
 -- requires: jobs enqueue reserve now
@@ -38,17 +40,34 @@ end
 local reserve_nano = tonumber(a.reserve_nano)
 if mode ~= 'cached' and not leader then
   local max_depth = tonumber(a.max_depth)
+  local max_wait = tonumber(a.max_wait_s)
   local depth = redis.call('ZCARD', KEYS[4])
-  if max_depth > 0 and depth >= max_depth then
-    -- Retry-After: the time the queue takes to drain at the rate of the last window
-    local drained = 0
-    for i = 14, #KEYS do drained = drained + tonumber(redis.call('GET', KEYS[i]) or '0') end
-    local window = tonumber(a.drain_window_s)
-    local retry = tonumber(a.max_retry_after_s)
-    if drained > 0 then
-      retry = math.max(1, math.min(retry, math.ceil(depth * window / drained)))
+  local full = max_depth > 0 and depth >= max_depth
+  if full or (max_wait > 0 and depth > 0) then
+    -- the drain rate: jobs taken per second of the window's busy buckets (those that took
+    -- any; the current one counts only its elapsed part), so a queue busy for 5 s of the
+    -- window is measured at its rate in those 5 s, not spread over the whole window
+    local drained, busy_s, retry = 0, 0, tonumber(a.max_retry_after_s)
+    local bucket_s = tonumber(a.bucket_s)
+    for i = 14, #KEYS do
+      local taken = tonumber(redis.call('GET', KEYS[i]) or '0')
+      drained = drained + taken
+      if taken > 0 then
+        busy_s = busy_s + (i == #KEYS and math.max(1, (now / 1000) % bucket_s) or bucket_s)
+      end
     end
-    return {'overloaded', retry}
+    -- the estimated wait of a job queued now: the queue ahead of it, drained at that rate
+    local wait = drained > 0 and depth * busy_s / drained or -1
+    if full then  -- Retry-After: the time the queue takes to drain at the window's rate
+      if drained > 0 then
+        local drain_s = math.ceil(depth * tonumber(a.drain_window_s) / drained)
+        retry = math.max(1, math.min(retry, drain_s))
+      end
+      return {'overloaded', retry}
+    end
+    if wait > max_wait then
+      return {'overloaded_wait', math.max(1, math.min(retry, math.ceil(wait - max_wait)))}
+    end
   end
   if reserve_nano > 0 then
     local outcome = reserve(KEYS[7], KEYS[8], reserve_nano, a.service_cap, a.tenant_cap,

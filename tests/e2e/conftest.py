@@ -62,6 +62,7 @@ async def stack(tmp_path: Path, redis: Any) -> AsyncIterator[Stack]:
         "RAGQ_LOCK_TTL_S": "9",  # renewed every 3 s: a loaded machine never loses a lock
         "RAGQ_WORKER_DRAIN_S": "0",
         "RAGQ_DEFAULT_RPM": "0",  # many requests per key; rate-limit tests give the key an rpm
+        "RAGQ_MAX_QUEUE_WAIT_S": "0",  # shedding by estimated wait: tested on its own
         "RAGQ_WORKER_METRICS_PORT": "0",  # several workers per test; observability sets one
         "PYTHONUNBUFFERED": "1",
     }

@@ -87,6 +87,7 @@ async def fault_stack(tmp_path: Path, own_redis: OwnRedis) -> AsyncIterator[Stac
         "RAGQ_LOCK_TTL_S": "9",
         "RAGQ_WORKER_DRAIN_S": "0",
         "RAGQ_DEFAULT_RPM": "0",
+        "RAGQ_MAX_QUEUE_WAIT_S": "0",  # shedding by estimated wait: tested on its own
         "RAGQ_WORKER_METRICS_PORT": "0",
         "PYTHONUNBUFFERED": "1",
     }

@@ -1,15 +1,19 @@
 """Admission on real Redis with the test LLM: a full queue sheds with a Retry-After from its
-drain rate, and a per-key concurrency cap is released when a job ends."""
+drain rate, so does one whose estimated wait is too long, and a per-key concurrency cap is
+released when a job ends."""
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from shared.config import Settings
+from shared.redis_keys import DRAIN_BUCKET_S, Keys
 from tests.conftest import MakeSettings, api_with
 from tests.integration.conftest import auth, finished
 from tests.integration.protection import llm_settings, submit, wait_stat
@@ -36,6 +40,7 @@ async def test_a_full_queue_sheds_with_a_retry_after_from_its_drain_rate(
         make_settings,
         testllm,
         max_queue_depth=6,
+        max_queue_wait_s=0,  # depth alone decides here
         worker_max_jobs=2,
         drain_window_s=WINDOW_S,
         max_retry_after_s=CAP_S,
@@ -94,3 +99,26 @@ async def test_a_concurrency_cap_is_released_when_a_job_ends(
     assert fifth.status_code == 429
     assert done["status"] == "completed"
     assert sixth.status_code == 202
+
+
+async def test_a_queue_whose_estimated_wait_is_too_long_sheds(
+    make_settings: MakeSettings, issue_key: Callable[..., Any], redis: Redis, keys: Keys
+) -> None:
+    """With `RAGQ_MAX_QUEUE_WAIT_S=5` and workers that took 10 jobs in 5 busy seconds of the
+    window (2 jobs/s), a job queued behind 10 others would start in 5 s and is admitted; one
+    behind 11 would wait 5.5 s and is refused with 429 overloaded, saying why, and a
+    Retry-After of the excess. The other queue, with nothing ahead, still admits."""
+    settings = make_settings(max_queue_wait_s=5, max_queue_depth=1000, drain_window_s=60)
+    # a bucket two back from now: full, within the window however slowly the test runs
+    await redis.set(keys.drain_bucket("interactive", time.time() - 2 * DRAIN_BUCKET_S), 10)
+    key = await issue_key("acme")
+    async with api_with(settings) as api:
+        admitted = [(await submit(api, key, f"q{i}", temperature=0.5)) for i in range(11)]
+        shed = await submit(api, key, "one too many", temperature=0.5)
+        other = await submit(api, key, "batch", temperature=0.5, priority="batch")
+    assert [r.status_code for r in admitted] == [202] * 11
+    assert shed.status_code == 429
+    assert shed.json()["type"].endswith("/overloaded")
+    assert "longer than 5 s to start (RAGQ_MAX_QUEUE_WAIT_S)" in shed.json()["detail"]
+    assert shed.headers["Retry-After"] == "1"
+    assert other.status_code == 202

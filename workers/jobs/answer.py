@@ -20,6 +20,7 @@ from shared.jobrecord import JobRecord
 from shared.logging import get_logger
 from shared.metrics import JOB_STAGE_SECONDS, JOBS_FINISHED, JOBS_IN_PROGRESS
 from shared.schemas.jobs import AnswerJobPayload, JobError, JobResult
+from workers.jobs.attempts import deaths_so_far, poison_message
 from workers.jobs.generate import answer_question
 from workers.jobs.resume import Emitter, JobStopped, previous_attempt
 from workers.lifecycle import Runtime
@@ -50,6 +51,7 @@ async def answer(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         except asyncio.CancelledError:
             if job.job_id not in rt.cancelled:
                 rerun = True
+                await _hand_back(rt, job.job_id)
                 raise  # shutdown: arq puts the job back for another try
             log.info("job.cancelled")
             JOBS_FINISHED.labels(queue=queue, status="cancelled").inc()
@@ -82,6 +84,15 @@ async def answer(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         structlog.contextvars.unbind_contextvars("job_id", "tenant", "request_id")
 
 
+async def _hand_back(rt: Runtime, job_id: str) -> None:
+    """An orderly interruption (this worker's shutdown): the job has no owner until its
+    next run, which therefore counts no worker death (workers/jobs/attempts.py)."""
+    try:
+        await rt.jobs.note(job_id, owner="")
+    except REDIS_UNAVAILABLE as exc:
+        log.warning("job.hand_back_failed", error=str(exc))
+
+
 async def _fail(rt: Runtime, job: AnswerJobPayload, kind: str, message: str) -> None:
     """Record the job as failed (unless it is terminal already)."""
     if await rt.jobs.finish(job.job_id, "failed", error=JobError(type=kind, message=message)):
@@ -96,7 +107,14 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
         return
     started = time.perf_counter()
     created = _epoch(record.created_at)
-    if await rt.jobs.start(job.job_id) <= 0:
+    deaths = await deaths_so_far(rt, record.owner, record.deaths) if job_try > 1 else 0
+    if deaths >= rt.settings.max_worker_deaths:
+        log.error("job.abandoned", deaths=deaths)
+        await _fail(rt, job, "abandoned", poison_message(deaths))
+        return
+    if record.status == "in_progress":  # a re-run: clients saw it start once already
+        await rt.jobs.note(job.job_id, owner=rt.worker_id, deaths=str(deaths))
+    elif await rt.jobs.start(job.job_id, owner=rt.worker_id, deaths=deaths) <= 0:
         return
     if record.lease:  # from now on the lease lives only while this worker renews it
         rt.leases[job.job_id] = record.lease
