@@ -197,6 +197,8 @@ def prime_worker(queues: Iterable[str], models: Iterable[str], targets: Iterable
         DEGRADED_ANSWERS.labels(reason=reason)
     for outcome in CONDENSE_OUTCOMES:
         CONDENSE.labels(outcome=outcome)
+    for cause in ("worker_died", "interrupted"):
+        JOB_RERUNS.labels(cause=cause)
     for layer in ("answer", "embedding"):
         for result in ("hit", "miss"):
             CACHE_REQUESTS.labels(layer=layer, result=result)

@@ -1,17 +1,25 @@
 """How a test LLM reply ends: it runs until it is done, the client disconnects or the
-server shuts down, whichever comes first; a connection is cut on purpose by raising
-`AbruptClose` out of the ASGI app (and uvicorn is kept from logging that as an error)."""
+server shuts down, whichever comes first. A connection is cut on purpose by `cut`, on the
+transport uvicorn serves it on (`with_transport` puts it in the scope): closed (FIN) or
+reset (RST), before or after the response started. Without a transport (an app not served
+by uvicorn) `AbruptClose` is raised out of the ASGI app instead, and uvicorn is kept from
+logging that as an error."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from collections.abc import Coroutine
 from typing import Any, Literal
 
-from starlette.types import Receive
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 Outcome = Literal["done", "dropped", "disconnected", "closing"]
+TRANSPORT = "testllm.transport"  # the scope key of the connection's asyncio transport
+_CUT_WAIT_S = 5.0  # how long a cut waits for uvicorn to see the connection gone
 
 
 class AbruptClose(Exception):
@@ -31,6 +39,40 @@ def install_log_filter() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _QuietAbruptClose) for f in logger.filters):
         logger.addFilter(_QuietAbruptClose())
+
+
+def with_transport(app: ASGIApp) -> ASGIApp:
+    """`app` with the connection's transport in its scope under `TRANSPORT`, when the
+    server's `send` is a bound method of an object holding it (uvicorn's request cycle)."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is not None and hasattr(transport, "abort"):
+            scope[TRANSPORT] = transport
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+async def cut(scope: Scope, receive: Receive, how: Literal["close", "reset"]) -> bool:
+    """Cut the request's connection: "close" sends a FIN after the bytes already written,
+    "reset" an RST (SO_LINGER 0), discarding any not yet sent. Returns once the server has
+    seen the connection go (so it writes nothing more, not even a 500), or False at once
+    when the scope has no transport to cut."""
+    transport = scope.get(TRANSPORT)
+    if transport is None:
+        return False
+    if how == "reset":
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    else:
+        transport.close()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(_CUT_WAIT_S):
+            await _wait_disconnect(receive)
+    return True
 
 
 async def forever() -> None:

@@ -4,9 +4,12 @@ hangs, dropped streams, misshapen replies) set at start-up or via `POST /_contro
 A request reads the behaviour once, when it arrives: changing it later does not affect
 requests in flight. `hang_after_tokens` and `drop_after_tokens` apply to streaming requests
 only (if the answer is shorter, all tokens are sent before stalling/dropping); `hang` stalls
-before any byte. `stream_reply` shapes the 200 reply to a streaming request, as engines that
-misbehave do: "sse" (the default: a well-formed event stream), "json" (the non-streamed
-`chat.completion` body, as a server that ignores `stream` sends), "garbage" (the JSON body
+before any byte and `drop_before_headers` closes the connection before any byte (both for
+every chat request). `drop_with` is how a connection is cut: "close" (a FIN after the bytes
+already written) or "reset" (SO_LINGER 0: an RST, unsent bytes discarded).
+`stream_reply` shapes the 200 reply to a streaming request, as engines that misbehave do:
+"sse" (the default: a well-formed event stream), "json" (the non-streamed `chat.completion`
+body, as a server that ignores `stream` sends), "garbage" (the JSON body
 `{"nonsense": true}`), "garbage_events" (an event stream of `{"nonsense": true}` events,
 then `[DONE]`), "no_finish" (the answer's chunks and usage, then `[DONE]`, but no chunk
 with a `finish_reason`: a truncated stream) and "empty" (a well-formed stream with a
@@ -24,6 +27,8 @@ from typing import Any, Literal, get_args
 
 StreamReply = Literal["sse", "json", "garbage", "garbage_events", "no_finish", "empty"]
 STREAM_REPLIES: tuple[StreamReply, ...] = get_args(StreamReply)
+DropWith = Literal["close", "reset"]
+DROP_WITH: tuple[DropWith, ...] = get_args(DropWith)
 NONSENSE = {"nonsense": True}  # the body of the "garbage" replies
 
 
@@ -34,6 +39,8 @@ class Behaviour:
     `fail_status` with `fail_next` = N fails the next N chat requests (-1: all of them
     until changed; 0: none). `hang` stalls chat requests before sending anything.
     `hang_after_tokens` / `drop_after_tokens` stall / cut streams after that many tokens.
+    `drop_before_headers` cuts chat requests before any byte; `drop_with` is how a cut is
+    made ("close" or "reset").
     `stream_reply` is the shape of a streaming request's reply (see the module docstring).
     `condense_fail_status` answers every condensation request with that status.
     """
@@ -45,6 +52,8 @@ class Behaviour:
     hang: bool = False
     hang_after_tokens: int | None = None
     drop_after_tokens: int | None = None
+    drop_before_headers: bool = False
+    drop_with: DropWith = "close"
     stream_reply: StreamReply = "sse"
     embedding_dim: int = 64
     condense_fail_status: int | None = None
@@ -58,13 +67,16 @@ class Behaviour:
         _check_int(self, "fail_status", low=400, high=599, optional=True)
         _check_int(self, "condense_fail_status", low=400, high=599, optional=True)
         _check_int(self, "fail_next", low=-1)
-        if not isinstance(self.hang, bool):
-            raise ValueError(f"hang must be a boolean, got {self.hang!r}")
+        for flag in ("hang", "drop_before_headers"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag} must be a boolean, got {getattr(self, flag)!r}")
         _check_int(self, "hang_after_tokens", low=0, optional=True)
         _check_int(self, "drop_after_tokens", low=0, optional=True)
         if self.stream_reply not in STREAM_REPLIES:
             choices = ", ".join(STREAM_REPLIES)
             raise ValueError(f"stream_reply must be one of {choices}, got {self.stream_reply!r}")
+        if self.drop_with not in DROP_WITH:
+            raise ValueError(f"drop_with must be close or reset, got {self.drop_with!r}")
         _check_int(self, "embedding_dim", low=1, high=65536)
 
 

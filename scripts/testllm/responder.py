@@ -13,7 +13,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from scripts.testllm.connection import AbruptClose, forever, guard, sleep_ms
+from scripts.testllm.connection import AbruptClose, cut, forever, guard, sleep_ms
 from scripts.testllm.faults import NONSENSE, Behaviour
 from scripts.testllm.replies import error, json_bytes
 from scripts.testllm.state import Runtime
@@ -47,6 +47,10 @@ class Plan:
         }
 
 
+async def _drop() -> None:
+    raise AbruptClose("drop_before_headers")
+
+
 class ChatResponder(Response):
     """Answers one accepted chat request, streaming or not, with faults injected."""
 
@@ -73,8 +77,11 @@ class ChatResponder(Response):
             if plan.stream:
                 rt.count("streams_disconnected")
         elif outcome == "dropped":
-            rt.count("streams_dropped")
-            raise AbruptClose("drop_after_tokens")
+            rt.count("chat_dropped")
+            if plan.stream:
+                rt.count("streams_dropped")
+            if not await cut(scope, receive, plan.behaviour.drop_with):
+                raise AbruptClose("dropped on purpose")
         elif self.started:
             raise AbruptClose("server shutting down")
         else:
@@ -82,6 +89,8 @@ class ChatResponder(Response):
 
     def _job(self, send: Send) -> Coroutine[Any, Any, None]:
         plan = self.plan
+        if plan.behaviour.drop_before_headers:
+            return _drop()
         if plan.behaviour.hang and not (
             plan.stream and plan.behaviour.hang_after_tokens is not None
         ):

@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from scripts.testllm.answers import DEFAULT_MODEL
 from scripts.testllm.app import create_app
+from scripts.testllm.connection import with_transport
 from scripts.testllm.faults import Behaviour
 from scripts.testllm.state import Runtime
 
@@ -83,7 +84,8 @@ def _base_url(host: str, port: int) -> str:
 
 def _make_server(app: Starlette, *, signals: bool, log_config: bool) -> _StubServer:
     extra: dict[str, Any] = {} if log_config else {"log_config": None}
-    config = uvicorn.Config(app, log_level="warning", access_log=False, **extra)
+    # the transport in the scope lets a fault cut the connection itself (connection.cut)
+    config = uvicorn.Config(with_transport(app), log_level="warning", access_log=False, **extra)
     runtime: Runtime = app.state.testllm
     return _StubServer(config, runtime, signals=signals)
 

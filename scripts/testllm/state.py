@@ -15,6 +15,7 @@ COUNTERS = (
     "chat_failures_injected",
     "chat_in_flight",
     "chat_disconnected",
+    "chat_dropped",
     "streams_started",
     "streams_completed",
     "streams_disconnected",
@@ -33,10 +34,11 @@ class Stats:
     chat_failures_injected: int = 0
     chat_in_flight: int = 0  # a gauge: requests being answered right now
     chat_disconnected: int = 0  # any chat request whose client left before its end
+    chat_dropped: int = 0  # any chat request whose connection was cut on purpose
     streams_started: int = 0  # accepted streaming requests, even those hung before headers
     streams_completed: int = 0
     streams_disconnected: int = 0
-    streams_dropped: int = 0  # cut on purpose by drop_after_tokens
+    streams_dropped: int = 0  # streams cut on purpose (drop_after_tokens, drop_before_headers)
     tokens_sent: int = 0
     embedding_requests: int = 0
     condense_requests: int = 0  # ragq's requests to rewrite a follow-up (also chat_requests)

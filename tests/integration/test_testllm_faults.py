@@ -207,3 +207,64 @@ async def test_stream_reply_rejects_unknown_shapes(llm_http: httpx.AsyncClient) 
     refused = await llm_http.post("/_control", json={"stream_reply": "xml"})
     unchanged = (await llm_http.post("/_control", json={})).json()
     assert (refused.status_code, unchanged["stream_reply"]) == (400, "sse")
+
+
+@pytest.mark.parametrize(
+    ("drop_with", "stream", "error"),
+    [
+        ("close", True, httpx.RemoteProtocolError),  # "disconnected without sending a response"
+        ("close", False, httpx.RemoteProtocolError),
+        ("reset", True, httpx.ReadError),  # ECONNRESET
+        ("reset", False, httpx.ReadError),
+    ],
+)
+async def test_drop_before_headers_cuts_the_connection_without_any_response(
+    llm_http: httpx.AsyncClient, drop_with: str, stream: bool, error: type[httpx.HTTPError]
+) -> None:
+    """Guards drop_before_headers / drop_with: the request is read, then the connection is
+    closed (FIN) or reset (RST) with no status line, not even a 500; the next request on a
+    new connection is answered."""
+    await control(llm_http, drop_before_headers=True, drop_with=drop_with)
+    with pytest.raises(error):
+        await llm_http.post("/v1/chat/completions", json={**stream_request(), "stream": stream})
+    stats = await stats_when(llm_http, "chat_dropped", min=1)
+    await control(llm_http, drop_before_headers=False)
+    after = await llm_http.post("/v1/chat/completions", json={**stream_request(), "stream": False})
+    assert (stats["chat_dropped"], stats["streams_dropped"], stats["chat_in_flight"]) == (
+        1,
+        int(stream),
+        0,
+    )
+    assert (stats["tokens_sent"], stats["streams_completed"]) == (0, 0)
+    assert after.json()["choices"][0]["message"]["content"] == ANSWER
+
+
+async def test_drop_with_reset_cuts_a_stream_mid_answer_with_an_rst(
+    llm_api: openai.AsyncOpenAI, llm_http: httpx.AsyncClient
+) -> None:
+    """Guards drop_after_tokens with drop_with "reset": the client sees at most the tokens
+    sent before the cut (an RST may discard some), no finish_reason, and a connection error."""
+    await control(llm_http, drop_after_tokens=3, drop_with="reset")
+    chunks: list[ChatCompletionChunk] = []
+    stream = await llm_api.chat.completions.create(
+        model=DEFAULT_MODEL, messages=MESSAGES, stream=True
+    )
+    with pytest.raises(openai.APIConnectionError):
+        await collect(stream, chunks)
+
+    stats = await stats_when(llm_http, "chat_in_flight", max=0)
+    assert "According to the ".startswith(content_of(chunks))
+    assert all(c.choices[0].finish_reason is None for c in chunks)
+    assert (stats["streams_dropped"], stats["chat_dropped"], stats["tokens_sent"]) == (1, 1, 3)
+
+
+async def test_drop_with_rejects_unknown_ways(llm_http: httpx.AsyncClient) -> None:
+    """Guards /_control: an unknown drop_with, or a drop_before_headers that is no boolean,
+    is refused with 400 and changes nothing."""
+    refused = [
+        (await llm_http.post("/_control", json=change)).status_code
+        for change in ({"drop_with": "fin"}, {"drop_before_headers": 1})
+    ]
+    unchanged = (await llm_http.post("/_control", json={})).json()
+    assert refused == [400, 400]
+    assert (unchanged["drop_with"], unchanged["drop_before_headers"]) == ("close", False)

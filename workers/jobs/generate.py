@@ -1,16 +1,23 @@
 """An answer from retrieval and generation: the follow-up made to stand alone (condense),
 the citations, then the LLM's text streamed into the job — unless the answer cache, the
 budget or the breaker decide otherwise (then an extractive answer). The cost is reserved
-before each call and settled after it."""
+before each call and settled after it.
+
+The LLM's stream must end by a deadline, `LLM_SHARE` of the job's timeout after the answer
+started: a stream whose every token comes within the read timeout but whose whole does not
+come in time is stopped there and the answer degrades (`llm_timeout`), leaving the job the
+time to finish instead of failing at its own timeout."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 
 from shared.answercache import prompt_digest
 from shared.budget import today
-from shared.errors import UpstreamError
+from shared.errors import UpstreamError, UpstreamTimeout
 from shared.events import RetrievalCompleted
 from shared.jobrecord import JobRecord
 from shared.logging import get_logger
@@ -25,6 +32,9 @@ from workers.rag.prompt import affinity_key, build_messages
 from workers.rag.replies import Completion
 
 log = get_logger("workers.answer")
+# of the job's timeout; the job's own is 0.95 of it (workers/jobs/answer.py), and the rest
+# is for the extractive answer and the few Redis writes that finish the job
+LLM_SHARE = 0.85
 
 
 async def answer_question(
@@ -40,6 +50,7 @@ async def answer_question(
     timings are the caller's (condensation counts as retrieval time)."""
     request = job.request
     t0 = time.perf_counter()
+    deadline = asyncio.get_running_loop().time() + rt.settings.job_timeout_s * LLM_SHARE
     condensed = Condensed(request.question)
     if announced is None:
         condensed = await condense(rt, job, record)
@@ -55,7 +66,7 @@ async def answer_question(
     retrieval_ms = int((time.perf_counter() - t0) * 1000)
 
     t1 = time.perf_counter()
-    gen = await _generate(rt, job, record, query, citations, emitter, corpus)
+    gen = await _generate(rt, job, record, query, citations, emitter, corpus, deadline)
     if gen.degraded_reason is not None:
         DEGRADED_ANSWERS.labels(reason=gen.degraded_reason).inc()
         fallback = extractive_answer(query, citations)
@@ -90,6 +101,7 @@ async def _generate(
     citations: list[Citation],
     emitter: Emitter,
     corpus: str,
+    deadline: float,
 ) -> Generation:
     request = job.request
     client = rt.llm_for(job.tier)  # the key's tier: its own endpoints, model and breakers
@@ -141,15 +153,18 @@ async def _generate(
     # the endpoint's side of it: a call we stop (cancel) or whose text we fail to store is "ok"
     status: str | None = "ok"
     called_at = time.perf_counter()
+    deltas = client.stream(
+        messages,
+        completion=completion,
+        max_tokens=request.max_tokens,
+        temperature=request.temperature,
+        affinity=affinity_key(citations),
+    )
     try:
-        async for delta in client.stream(
-            messages,
-            completion=completion,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            affinity=affinity_key(citations),
-        ):
-            await emitter.emit(delta)
+        async with contextlib.aclosing(deltas):
+            # the deadline bounds the wait for each delta, never a write of one half done
+            while (delta := await _next_delta(deltas, deadline)) is not None:
+                await emitter.emit(delta)
     except UpstreamError as exc:
         gen = Generation(None, degraded_reason=degraded_reason(exc))
         status = call_status(exc)
@@ -174,6 +189,16 @@ async def _generate(
         pointer = None if unrewritten else job.request_digest
         await rt.answers.put(job.tenant, corpus, prompt=prompt_key, request=pointer, answer=answer)
     return gen
+
+
+async def _next_delta(deltas: AsyncIterator[str], deadline: float) -> str | None:
+    """The stream's next delta (None at its end), unless the deadline (loop time) comes
+    first: then the call is stopped (its connection closed) and `UpstreamTimeout` raised."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await anext(deltas, None)
+    except TimeoutError as exc:
+        raise UpstreamTimeout("LLM timed out: the reply did not end by the job's deadline") from exc
 
 
 def _cost(

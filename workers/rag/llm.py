@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from dataclasses import dataclass
 from typing import cast
 
@@ -116,7 +116,7 @@ class LLMClient:
         max_tokens: int,
         temperature: float,
         affinity: str,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         """Yield content deltas; `completion.usage` is filled in from the final chunk."""
         request = _Request(
             cast(list[ChatCompletionMessageParam], messages), max_tokens, temperature
