@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from api.deps import Clients
 from api.errors import install_error_handlers, ragq_error_response
 from api.middleware import BodyLimitMiddleware, HeaderLimitMiddleware, RequestContextMiddleware
+from api.openapi import install_openapi
 from api.ratelimit import RateLimiter
 from api.routes import (
     document_content,
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(document_content.router)
     app.include_router(playground.router)  # `/` and /static/playground/: no key
+    install_openapi(app, settings)  # every status and content type each operation answers
     # the last added runs first: request id and access log, then the header limit, then bodies
     app.add_middleware(BodyLimitMiddleware, settings=settings)
     app.add_middleware(HeaderLimitMiddleware, settings=settings)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import fastapi.routing
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from shared import errors
 
@@ -104,12 +107,18 @@ async def _on_ragq_error(request: Request, exc: Exception) -> JSONResponse:
     return ragq_error_response(request, exc)
 
 
+def _message(error: dict[str, Any]) -> str:
+    """A field error's message; for a body that is not JSON, with the parser's reason."""
+    reason = error.get("ctx", {}).get("error") if error.get("type") == "json_invalid" else None
+    return f"{error.get('msg', '')}: {reason}" if reason else str(error.get("msg", ""))
+
+
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = [
         {
             "loc": [str(p) for p in e.get("loc", ())],
-            "msg": e.get("msg", ""),
+            "msg": _message(e),
             "type": e.get("type", ""),
         }
         for e in exc.errors()
@@ -120,8 +129,10 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     )
 
 
-async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):  # FastAPI's 400 for a body cut short
+        return await _on_client_disconnect(request, exc)
     if exc.status_code == 400:  # FastAPI could not decode the body (e.g. not UTF-8)
         detail = "The request body could not be read: send UTF-8 JSON."
         error = {"loc": ["body"], "msg": detail, "type": "body_decode"}
@@ -129,7 +140,37 @@ async def _on_http_error(request: Request, exc: Exception) -> JSONResponse:
     type_, title = _HTTP_STATUS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     headers = dict(exc.headers) if exc.headers else None
+    if exc.status_code == 405:  # the router names the methods of its first match only
+        headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
     return problem(request, exc.status_code, type_, title, detail, headers=headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """RFC 9110's `Allow`: the methods of every route of the path template the request's
+    path matches first (`/v1/documents/bulk` before `/v1/documents/{document_id}`, as
+    OpenAPI matches concrete paths first)."""
+    # FastAPI keeps included routers nested in `app.routes`; this flattens them
+    routes: Any = getattr(fastapi.routing, "iter_route_contexts", iter)(request.app.routes)
+    template: str | None = None
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches(request.scope)
+        if match == Match.NONE:
+            continue
+        template = template or getattr(route, "path", None)
+        if getattr(route, "path", None) == template:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+# nginx's status for it: the access log and the metrics show a hang-up, never a 5xx
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def _on_client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client hung up before its request was read whole: nobody is left to answer."""
+    log.info("http.client_disconnected", path=request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -142,4 +183,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.RagqError, _on_ragq_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(ClientDisconnect, _on_client_disconnect)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -142,13 +142,12 @@ class BodyLimitMiddleware:
         )
         declared = Headers(scope=scope).get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            response = problem(
-                None,
+            response = problem(  # with the request: OpenAI's body on the OpenAI routes
+                Request(scope),
                 413,
                 "payload-too-large",
                 "Payload too large",
                 f"body of {declared} bytes is over this route's limit of {limit} bytes",
-                request_id=scope.get("state", {}).get("request_id"),
             )
             await response(scope, receive, send)
             return

@@ -30,11 +30,10 @@ def _bad_event_id(loc: tuple[str, str], detail: str) -> InvalidInput:
 
 def resume_point(record: JobRecord, last_event_id: str | None, starting_after: int | None) -> int:
     """The sequence number to resume after (`?starting_after` wins over `Last-Event-ID`);
-    422 for one that is no event number, or one a running job has not reached yet."""
+    422 for one that is no event number (either of them, whichever wins), or one a running
+    job has not reached yet."""
     after, where = 0, _QUERY_LOC
-    if starting_after is not None:
-        after = starting_after
-    elif last_event_id is not None:
+    if last_event_id is not None:
         text = last_event_id.strip(" \t")
         if not _EVENT_ID.fullmatch(text) or int(text) > MAX_EVENT_ID:
             raise _bad_event_id(
@@ -42,6 +41,8 @@ def resume_point(record: JobRecord, last_event_id: str | None, starting_after: i
                 f"Last-Event-ID must be an event sequence number (0 to {MAX_EVENT_ID}).",
             )
         after, where = int(text), _HEADER_LOC
+    if starting_after is not None:
+        after, where = starting_after, _QUERY_LOC
     # events so far; a terminal job's last is its end
     if after > record.seq and not record.terminal:
         raise _bad_event_id(

@@ -20,27 +20,41 @@ from api.extract import SUFFIXES, TYPES, extract
 from shared.errors import InvalidInput, UnsupportedMediaType
 from shared.schemas.documents import DocumentCreate
 
-# Both request forms, for the OpenAPI description of the route.
+_DOCUMENT = DocumentCreate.model_json_schema()
+# Both request forms, for the OpenAPI description of the route. A form's empty `id` or
+# `title` counts as not sent.
 OPENAPI_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": DocumentCreate.model_json_schema()},
+            "application/json": {"schema": _DOCUMENT},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
-                        "id": {"type": "string"},
-                        "title": {"type": "string"},
-                        "metadata": {"type": "string", "description": "a JSON object"},
+                        "id": {
+                            "type": "string",
+                            "maxLength": 128,
+                            "pattern": r"^[A-Za-z0-9_.:-]*$",
+                        },
+                        "title": {"type": "string", "maxLength": 500},
+                        "metadata": _DOCUMENT["properties"]["metadata"],  # a JSON part
                     },
-                }
+                },
+                "encoding": {
+                    "file": {"contentType": ", ".join(TYPES)},
+                    "metadata": {"contentType": "application/json"},
+                },
             },
         },
     }
 }
+
+
+FORM_FIELDS = frozenset({"file", "id", "title", "metadata"})
 
 
 def _invalid(field: str, message: str) -> InvalidInput:
@@ -87,6 +101,12 @@ def _decode_text(name: str, raw: bytes) -> str:
 
 async def _from_form(request: Request) -> DocumentCreate:
     async with request.form(max_files=1, max_fields=8) as form:
+        names = [name for name, _ in form.multi_items()]
+        for name in names:  # strict, as JSON bodies are: no unknown or repeated field
+            if name not in FORM_FIELDS:
+                raise _invalid(name, f"unknown form field {name!r}: send {sorted(FORM_FIELDS)}")
+            if names.count(name) > 1:
+                raise _invalid(name, f"form field {name!r} is sent more than once")
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise _invalid("file", "a `file` part is required")

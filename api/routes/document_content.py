@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from api.deps import ClientsDep, TenantDep
+from api.responses import header, problems
 from shared.errors import NotFound
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
@@ -14,7 +15,19 @@ router = APIRouter(prefix="/v1/documents", tags=["documents"])
 @router.get(
     "/{document_id}/content",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}}, "description": "The document's text"}},
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "The document's text",
+            "headers": {
+                "Cache-Control": header("`no-store`"),
+                "X-Content-Type-Options": header("`nosniff`"),
+            },
+        },
+        **problems(
+            {404: "No such document (or another tenant's), or none of its versions is indexed yet"}
+        ),
+    },
 )
 async def document_content(
     document_id: str, clients: ClientsDep, tenant: TenantDep

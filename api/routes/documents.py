@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.deps import ClientsDep, TenantDep
+from api.responses import header, problems
 from api.uploads import OPENAPI_BODY, document_from_request
 from shared.documents import to_public
 from shared.errors import NotFound
@@ -24,9 +25,26 @@ from shared.schemas.documents import (
 router = APIRouter(prefix="/v1/documents", tags=["documents"])
 log = structlog.get_logger("api.documents")
 INGEST_QUEUE = "batch"  # indexing never takes an interactive slot
+NO_DOCUMENT = "No such document (or another tenant's)"
 
 
-@router.post("", status_code=202, response_model=DocumentPublic, openapi_extra=OPENAPI_BODY)
+@router.post(
+    "",
+    status_code=202,
+    response_model=DocumentPublic,
+    openapi_extra=OPENAPI_BODY,
+    responses={
+        202: {"headers": {"Location": header("The document's URL")}},
+        **problems(
+            {
+                415: "Another content type, a file type ragq cannot read, or bytes that are "
+                "not what the file claims",
+                422: "The body breaks the schema, the text is empty or not UTF-8, or the file "
+                "has no text ragq can read",
+            }
+        ),
+    },
+)
 async def create_document(request: Request, clients: ClientsDep, tenant: TenantDep) -> JSONResponse:
     """Ingest a document (JSON, or a multipart .txt/.md upload); an existing id is replaced."""
     body = await document_from_request(request)
@@ -60,7 +78,7 @@ async def list_documents(
     return DocumentList(data=docs, next_cursor=next_cursor, has_more=next_cursor is not None)
 
 
-@router.get("/{document_id}", response_model=DocumentPublic)
+@router.get("/{document_id}", response_model=DocumentPublic, responses=problems({404: NO_DOCUMENT}))
 async def get_document(document_id: str, clients: ClientsDep, tenant: TenantDep) -> DocumentPublic:
     """Read a document's status."""
     record = await clients.documents.get(tenant, document_id)
@@ -69,7 +87,7 @@ async def get_document(document_id: str, clients: ClientsDep, tenant: TenantDep)
     return to_public(record)
 
 
-@router.delete("/{document_id}", status_code=204)
+@router.delete("/{document_id}", status_code=204, responses=problems({404: NO_DOCUMENT}))
 async def delete_document(
     request: Request, document_id: str, clients: ClientsDep, tenant: TenantDep
 ) -> Response:

@@ -16,6 +16,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 
 from api.deps import ClientsDep, TenantDep
+from api.jsonbody import JsonBodyRoute
+from api.responses import problems
 from api.routes.documents import INGEST_QUEUE
 from shared.contenthash import content_sha256
 from shared.docevents import PENDING, wait_settled
@@ -33,7 +35,7 @@ from shared.schemas.documents import (
     DocumentStatusRequest,
 )
 
-router = APIRouter(prefix="/v1/documents", tags=["documents"])
+router = APIRouter(prefix="/v1/documents", tags=["documents"], route_class=JsonBodyRoute)
 log = structlog.get_logger("api.documents")
 
 JSON_TYPES = frozenset({"application/json"})
@@ -49,7 +51,15 @@ OPENAPI_BODY: dict[str, Any] = {
                     "required": ["documents"],
                     "additionalProperties": False,
                     "properties": {
-                        "documents": {"type": "array", "items": DocumentCreate.model_json_schema()},
+                        "documents": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {  # any value: one that is no document fails alone
+                                "description": "A document, as `POST /v1/documents` takes "
+                                "it; an item that is not one fails on its own (`failed`).",
+                                "anyOf": [DocumentCreate.model_json_schema(), {}],
+                            },
+                        },
                         "skip_unchanged": {"type": "boolean", "default": True},
                     },
                 }
@@ -92,7 +102,7 @@ def _envelope(raw: bytes, limit: int) -> tuple[list[Any], bool | None]:
     if not isinstance(documents, list):
         raise _invalid(["body", "documents"], "`documents` must be a list of documents")
     skip = body.get("skip_unchanged")
-    if skip is not None and not isinstance(skip, bool):
+    if "skip_unchanged" in body and not isinstance(skip, bool):  # null is no bool either
         raise _invalid(["body", "skip_unchanged"], "`skip_unchanged` must be true or false")
     return _counted(documents, limit), skip
 
@@ -148,7 +158,20 @@ def _raw_id(item: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-@router.post("/bulk", response_model=BulkResult, openapi_extra=OPENAPI_BODY)
+@router.post(
+    "/bulk",
+    response_model=BulkResult,
+    openapi_extra=OPENAPI_BODY,
+    responses=problems(
+        {
+            413: "More than `RAGQ_BULK_MAX_DOCUMENTS` documents, or a body over the "
+            "documents' size limit",
+            415: "Neither `application/json` nor `application/x-ndjson`",
+            422: "No documents, a body (or line) that is not JSON, or not an object with a "
+            "`documents` list",
+        }
+    ),
+)
 async def bulk_load(
     request: Request,
     clients: ClientsDep,
@@ -215,7 +238,11 @@ async def bulk_load(
     return BulkResult(data=data, queued=queued, unchanged=unchanged, failed=failed)
 
 
-@router.post("/status", response_model=DocumentStatusList)
+@router.post(
+    "/status",
+    response_model=DocumentStatusList,
+    responses=problems({413: "More than `RAGQ_BULK_MAX_DOCUMENTS` ids"}),
+)
 async def documents_status(
     body: DocumentStatusRequest, clients: ClientsDep, tenant: TenantDep
 ) -> DocumentStatusList:

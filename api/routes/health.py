@@ -9,10 +9,28 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from redis.exceptions import RedisError
 
 from api.deps import ClientsDep
+from api.responses import RETRY_AFTER
 from shared.metrics import multiprocess_dir
 from shared.workerliveness import live_beats
 
 router = APIRouter(tags=["operations"])
+READINESS = {
+    "type": "object",
+    "required": ["status", "checks"],
+    "properties": {
+        "status": {"enum": ["ready", "not_ready"]},
+        "checks": {
+            "type": "object",
+            "required": ["redis", "qdrant", "workers", "llm"],
+            "properties": {
+                "redis": {"enum": ["ok", "error"]},
+                "qdrant": {"enum": ["ok", "error", "unknown"]},
+                "workers": {"type": "integer", "minimum": 0},
+                "llm": {"enum": ["ok", "degraded", "not_configured", "unknown"]},
+            },
+        },
+    },
+}
 
 
 @router.get("/healthz")
@@ -21,7 +39,17 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    responses={
+        200: {"content": {"application/json": {"schema": READINESS}}},
+        503: {
+            "description": "Not ready: Redis is down, or no worker is live",
+            "content": {"application/json": {"schema": READINESS}},
+            "headers": {"Retry-After": RETRY_AFTER},
+        },
+    },
+)
 async def readyz(clients: ClientsDep) -> JSONResponse:
     """Readiness: Redis answers and at least one worker is alive."""
     settings = clients.settings

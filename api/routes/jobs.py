@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import structlog
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -11,18 +11,46 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse
 
 from api.deps import ApiKeyDep, ClientsDep, TenantDep
+from api.jsonbody import JsonBodyRoute
+from api.responses import event_stream as sse_content
+from api.responses import header, json_data, numbers_up_to, problems
 from api.sse import MAX_EVENT_ID, event_stream, resume_point
 from api.submit import submit
 from shared.errors import Conflict, NotFound, Timeout
+from shared.events import EventName
 from shared.jobrecord import JobRecord
 from shared.metrics import JOBS_FINISHED
 from shared.schemas.jobs import JobCreate, JobPublic, RagCreate, RagResponse
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], route_class=JsonBodyRoute)
 log = structlog.get_logger("api.jobs")
 
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
-LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
+# an event number, as api/sse.py reads it: ASCII digits (spaces or tabs around) up to 2^64 - 1
+EVENT_ID_PATTERN = rf"^[ \t]*(?:{numbers_up_to(MAX_EVENT_ID)})[ \t]*$"
+LastEventId = Annotated[
+    str | None, Header(alias="Last-Event-ID", json_schema_extra={"pattern": EVENT_ID_PATTERN})
+]
+# what the OpenAPI document says of each event of a job's stream
+JOB_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["event", "id", "data"],
+    "properties": {
+        "event": {"enum": list(get_args(EventName))},
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "its sequence number"},
+        "data": json_data(
+            {
+                "type": "object",
+                "required": ["sequence_number"],
+                "properties": {"sequence_number": {"type": "integer", "minimum": 1}},
+            }
+        ),
+    },
+}
+STREAM_HEADERS = {"Cache-Control": header("`no-store`"), "X-Accel-Buffering": header("`no`")}
+EXPIRED_KEY = "The job of this `Idempotency-Key` has expired"
+REUSED_KEY = "This `Idempotency-Key` was used with a different request body"
+NO_JOB = "No such job (or another tenant's), or it expired"
 
 
 async def _load(clients: ClientsDep, tenant: str, job_id: str) -> JobRecord:
@@ -38,7 +66,15 @@ def _accepted(job: JobPublic) -> JSONResponse:
     )
 
 
-@router.post("/jobs", status_code=202, response_model=JobPublic)
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=JobPublic,
+    responses={
+        202: {"headers": {"Location": header("The job's URL")}},
+        **problems({404: EXPIRED_KEY, 409: REUSED_KEY}),
+    },
+)
 async def submit_job(
     request: Request,
     body: JobCreate,
@@ -54,7 +90,24 @@ async def submit_job(
 @router.get(
     "/jobs/{job_id}",
     response_model=JobPublic,
-    responses={304: {"description": "Not Modified: `If-None-Match` holds the ETag"}},
+    responses={
+        200: {
+            "headers": {
+                "Cache-Control": header("`no-store` until terminal, then `private, immutable`"),
+                "ETag": header("A terminal job's strong ETag", required=False),
+                "Vary": header("`Authorization, X-API-Key` on a terminal job", required=False),
+            }
+        },
+        304: {
+            "description": "Not Modified: `If-None-Match` holds the terminal job's ETag",
+            "headers": {
+                "Cache-Control": header("`private, max-age=<seconds left>, immutable`"),
+                "ETag": header("The job's strong ETag"),
+                "Vary": header("`Authorization, X-API-Key`"),
+            },
+        },
+        **problems({404: NO_JOB}),
+    },
 )
 async def get_job(
     job_id: str,
@@ -89,7 +142,11 @@ async def get_job(
     return response
 
 
-@router.post("/jobs/{job_id}/cancel", response_model=JobPublic)
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobPublic,
+    responses=problems({404: NO_JOB, 409: "The job has already finished"}),
+)
 async def cancel_job(job_id: str, clients: ClientsDep, tenant: TenantDep) -> JobPublic:
     """Cancel a queued or running job."""
     record = await _load(clients, tenant, job_id)
@@ -104,7 +161,20 @@ async def cancel_job(job_id: str, clients: ClientsDep, tenant: TenantDep) -> Job
 @router.get(
     "/jobs/{job_id}/events",
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events"}},
+    responses={
+        200: {
+            "content": sse_content(JOB_EVENT),
+            "description": "Server-Sent Events",
+            "headers": STREAM_HEADERS,
+        },
+        **problems(
+            {
+                404: NO_JOB,
+                422: "`Last-Event-ID` or `starting_after` is no event number, or one a "
+                "running job has not reached",
+            }
+        ),
+    },
 )
 async def job_events(
     job_id: str,
@@ -121,7 +191,19 @@ async def job_events(
 @router.post(
     "/rag",
     response_model=RagResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={
+        200: {
+            "content": sse_content(JOB_EVENT),
+            "description": "The answer (JSON), or its events with `stream: true`",
+        },
+        **problems(
+            {
+                404: EXPIRED_KEY,
+                409: f"{REUSED_KEY}; or the job ended `failed` or `cancelled` (`job_id`)",
+                504: "The job is still running after `timeout` seconds (`job_id`)",
+            }
+        ),
+    },
 )
 async def rag(
     request: Request,

@@ -24,6 +24,9 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from api.condense import conversation_before, follows_up, standalone_question
 from api.deps import ApiKeyDep, ClientsDep
+from api.jsonbody import JsonBodyRoute
+from api.openai_schemas import CHAT_COMPLETION, CHUNK_EVENT, MODEL_LIST
+from api.responses import event_stream, openai_errors
 from api.sse import follow, sse_response
 from api.submit import submit
 from shared.errors import Conflict, InvalidInput, Timeout
@@ -32,7 +35,7 @@ from shared.metrics import CONDENSE
 from shared.schemas.jobs import JobCreate, JobPublic, JobResult
 from shared.tiers import llm_target
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=JsonBodyRoute)
 log = structlog.get_logger("api.openai")
 
 DEFAULT_MODEL = "ragq"  # always accepted: the key's tier's own model
@@ -90,7 +93,7 @@ class ChatRequest(BaseModel):
         )
 
 
-@router.get("/models")
+@router.get("/models", responses={200: {"content": {"application/json": {"schema": MODEL_LIST}}}})
 async def list_models(clients: ClientsDep, key: ApiKeyDep) -> dict[str, Any]:
     """The models this key's tier may name (`ragq`: the tier's own)."""
     target = llm_target(clients.settings, key.tier)
@@ -99,7 +102,27 @@ async def list_models(clients: ClientsDep, key: ApiKeyDep) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post(
+    "/chat/completions",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The answer (`chat.completion`), or its chunks with `stream: true`",
+            "content": {
+                "application/json": {"schema": CHAT_COMPLETION},
+                **event_stream(CHUNK_EVENT),
+            },
+        },
+        **openai_errors(
+            {
+                400: "Invalid request: the schema, a model the key's tier does not serve, or "
+                "no user question last (`invalid_request_error`)",
+                409: "The job ended `failed` or `cancelled`",
+                504: f"The job is still running after {WAIT_S:g} s",
+            }
+        ),
+    },
+)
 async def chat_completions(
     request: Request, body: ChatRequest, clients: ClientsDep, key: ApiKeyDep
 ) -> dict[str, Any] | EventSourceResponse:

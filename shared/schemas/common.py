@@ -10,15 +10,28 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FiniteFloat, StringConstraints
 
 # A metadata key that a filter can name: what the vector store's `metadata."<key>"` path
-# can express (non-empty, no `"`), without control characters, of bounded length
+# can express (non-empty, no `"`), without control characters (Unicode's Cc: U+0000-U+001F
+# and U+007F-U+009F, spelled out so that every regex dialect of a JSON Schema reader, Python's
+# `re` included, reads it), of bounded length
 MAX_FILTER_KEY_CHARS = 128
 FilterKey = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=MAX_FILTER_KEY_CHARS, pattern=r'^[^"\p{Cc}]+$'),
+    StringConstraints(
+        min_length=1, max_length=MAX_FILTER_KEY_CHARS, pattern=r'^[^"\x00-\x1f\x7f-\x9f]+$'
+    ),
 ]
 Scalar = str | int | FiniteFloat | bool
 Metadata = Annotated[dict[FilterKey, Scalar], Field(max_length=16)]
-TrimmedText = Annotated[str, StringConstraints(strip_whitespace=True)]
+# For the JSON Schema only: "holds a character that is not whitespace", as a text's own
+# check strips it: pydantic's strip (Unicode White_Space) and Python's str.strip(), which
+# also strips U+001C-U+001F.
+NOT_BLANK_TRIMMED = r"[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+NOT_BLANK_STRIPPED = r"[^\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+TrimmedText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True),
+    Field(json_schema_extra={"pattern": NOT_BLANK_TRIMMED}),
+]
 
 # a job's free-form metadata is stored, enqueued and returned as is: bounded so every layer
 # (pydantic's serializer stops at 255 levels, json at ~1000) can handle what was accepted

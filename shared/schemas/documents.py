@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from shared.schemas.common import Metadata, StrictModel, WireModel
+from shared.schemas.common import NOT_BLANK_STRIPPED, Metadata, StrictModel, WireModel
 
 DocumentStatus = Literal["queued", "indexing", "indexed", "failed"]
 DocumentId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -17,7 +17,7 @@ class DocumentCreate(StrictModel):
 
     id: DocumentId | None = None
     title: Annotated[str, Field(max_length=500)] = ""
-    text: Annotated[str, Field(min_length=1)]
+    text: Annotated[str, Field(min_length=1, json_schema_extra={"pattern": NOT_BLANK_STRIPPED})]
     metadata: Metadata = Field(default_factory=dict)
 
 
