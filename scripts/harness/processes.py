@@ -83,6 +83,16 @@ class Child:
         return self.process.returncode is None
 
 
+def _signal(child: Child, signum: int) -> None:
+    """Signal a child by its pid. Not `Process.send_signal`: subprocess polls the child
+    first and, if it has just died, reaps it under asyncio's child watcher, which then
+    reports exit code 255 instead of the signal that ended it. A child that is gone
+    already (a zombie the watcher has not reaped yet) takes the signal harmlessly."""
+    if child.alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signum)
+
+
 class ProcessSet:
     """Starts named processes and always stops them, by their own pid.
 
@@ -186,16 +196,12 @@ class ProcessSet:
         for child in reversed(self.children):
             if not child.alive:
                 continue
-            # a child may be gone already (exited by itself, or reaped meanwhile): then
-            # there is nothing to signal, and waiting returns its code at once
-            with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                child.process.send_signal(signal.SIGTERM)
+            _signal(child, signal.SIGTERM)
             try:
                 await asyncio.wait_for(child.process.wait(), self.stop_timeout_s)
             except TimeoutError:
                 self.say(f"{child.name} (pid {child.pid}) ignored SIGTERM; killing it")
-                with contextlib.suppress(ProcessLookupError, ChildProcessError):
-                    child.process.kill()
+                _signal(child, signal.SIGKILL)
                 await child.process.wait()
         pumps, self._pumps = self._pumps, []
         for task in pumps:
