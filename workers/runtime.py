@@ -24,6 +24,7 @@ from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.asyncio import ConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError, WatchError
 
 from shared.clients import REDIS_UNAVAILABLE
@@ -176,9 +177,14 @@ class RagqWorker(Worker):
         the job's score, or None when it is not ours to run now."""
         lock = in_progress_key_prefix + job_id
         async with self.pool.pipeline(transaction=True) as pipe:
-            await pipe.watch(lock)
-            running = await pipe.exists(lock)
-            score = await pipe.zscore(self.queue_name, job_id)
+            try:
+                await pipe.watch(lock)
+                running = await pipe.exists(lock)
+                score = await pipe.zscore(self.queue_name, job_id)
+            except WatchError as exc:
+                # before MULTI, redis-py raises WatchError for a connection lost while
+                # watching (a changed key shows only at EXEC): Redis is away, not a bug
+                raise RedisConnectionError(f"lost while claiming {job_id}: {exc}") from exc
             if running or not score or score > timestamp_ms():
                 return None
             pipe.multi()  # type: ignore[no-untyped-call]
