@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 
 from scripts.harness.redisproc import OwnRedis
 from tests.e2e.conftest import Stack, auth, finished
+from tests.e2e.test_stack import DOC
 from tests.faults.conftest import Figures
 
 JOBS = 10  # per shape
@@ -42,18 +43,6 @@ STACK_ENV = {
     "RAGQ_LLM_RETRY_BACKOFF_MAX_S": "0.2",
 }
 LLM_TEXT = "According to the sources, "  # how every answer of the test LLM starts
-DOC = {
-    "id": "key-rotation",
-    "title": "Rotating signing keys",
-    "text": (
-        "# Rotating signing keys\n\n"
-        "Rotate a signing key with vault keys rotate and keep both keys valid during the "
-        "overlap window, which defaults to seventy two hours for every service in the fleet. "
-        "More text follows here.\n\n## Errors\n\n"
-        "A pinned consumer makes the rotation fail with error VLT-4031 until it is unpinned by "
-        "its owning team through the consumers command of the vault tool. Then retry.\n"
-    ),
-}
 _MARKER = re.compile(r"\[\d+\]")
 
 
