@@ -49,13 +49,12 @@ class Stack(harness.Stack):
             return dict(response.json())
 
 
-@pytest.fixture
-async def stack(tmp_path: Path, redis: Any) -> AsyncIterator[Stack]:
-    """A stack on the test Redis DB; the test starts the parts it needs."""
+def stack_env(tmp_path: Path, redis_url: str, key_prefix: str) -> dict[str, str]:
+    """The environment of a test stack's processes (no LLM until the test starts one)."""
     env = {
         **os.environ,
-        "RAGQ_REDIS_URL": TEST_REDIS_URL,
-        "RAGQ_KEY_PREFIX": "ragqtest",
+        "RAGQ_REDIS_URL": redis_url,
+        "RAGQ_KEY_PREFIX": key_prefix,
         "RAGQ_QDRANT_PATH": str(tmp_path / "qdrant"),
         "RAGQ_LOG_LEVEL": "info",
         "RAGQ_HEARTBEAT_S": "0.5",
@@ -67,7 +66,13 @@ async def stack(tmp_path: Path, redis: Any) -> AsyncIterator[Stack]:
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("RAGQ_LLM_BASE_URL", None)
-    s = Stack(tmp_path, env)
+    return env
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, redis: Any) -> AsyncIterator[Stack]:
+    """A stack on the test Redis DB; the test starts the parts it needs."""
+    s = Stack(tmp_path, stack_env(tmp_path, TEST_REDIS_URL, "ragqtest"))
     try:
         yield s
     finally:

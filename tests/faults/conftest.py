@@ -10,7 +10,6 @@ docs/RELIABILITY.md. The suite runs as its own step of `scripts/test.sh`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from _pytest.terminal import TerminalReporter
 
 from scripts.harness.processes import ROOT
 from scripts.harness.redisproc import OwnRedis
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import Stack, stack_env
 
 FIGURES_PATH = ROOT / "test-artifacts" / "faults" / "figures.json"
 _FIGURES: dict[str, dict[str, Any]] = {}
@@ -77,22 +76,7 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[OwnRedis]:
 async def fault_stack(tmp_path: Path, own_redis: OwnRedis) -> AsyncIterator[Stack]:
     """A stack on the test's own Redis; the test starts the parts it needs (as the e2e
     `stack` fixture, whose settings it shares)."""
-    env = {
-        **os.environ,
-        "RAGQ_REDIS_URL": own_redis.url,
-        "RAGQ_KEY_PREFIX": "ragqfault",
-        "RAGQ_QDRANT_PATH": str(tmp_path / "qdrant"),
-        "RAGQ_LOG_LEVEL": "info",
-        "RAGQ_HEARTBEAT_S": "0.5",
-        "RAGQ_LOCK_TTL_S": "9",
-        "RAGQ_WORKER_DRAIN_S": "0",
-        "RAGQ_DEFAULT_RPM": "0",
-        "RAGQ_MAX_QUEUE_WAIT_S": "0",  # shedding by estimated wait: tested on its own
-        "RAGQ_WORKER_METRICS_PORT": "0",
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("RAGQ_LLM_BASE_URL", None)
-    stack = Stack(tmp_path, env)
+    stack = Stack(tmp_path, stack_env(tmp_path, own_redis.url, "ragqfault"))
     try:
         yield stack
     finally:
