@@ -22,6 +22,8 @@ from scripts import evaluation
 from scripts.ask import add_ask_arguments
 from scripts.clicommon import DEFAULT_URL
 from scripts.ingest import add_ingest_arguments
+from scripts.localllm.catalog import DEFAULT_MODEL as DEFAULT_LOCAL_MODEL
+from scripts.localllm.catalog import MODELS as LOCAL_MODELS
 from shared.config import get_settings
 from shared.logging import configure_logging, get_logger
 
@@ -163,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.add_argument(
         "--port", type=int, help="port of the API it starts (default: RAGQ_PORT, 8000)"
+    )
+    dev.add_argument(
+        "--llm",
+        choices=["local", "none"],
+        help="local: answer with a small model under llama.cpp on this machine (started"
+        " for you); none: ragq's LLM settings (default: local if RAGQ_LOCAL_LLM is set)",
+    )
+    dev.add_argument(
+        "--llm-model",
+        choices=sorted(LOCAL_MODELS),
+        help=f"the local model (default: RAGQ_LOCAL_LLM, else {DEFAULT_LOCAL_MODEL})",
     )
     dev.set_defaults(func=_dev)
 

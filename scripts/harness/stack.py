@@ -28,6 +28,7 @@ from scripts.harness.waiting import wait_until
 
 RAGQ = (sys.executable, "-m", "scripts.cli")
 TESTLLM = (sys.executable, "-m", "scripts.testllm")
+LOCALLLM = (sys.executable, "-m", "scripts.localllm")
 START_TIMEOUT_S = 120.0  # the worker loads the embedding model before its first heartbeat
 KEY_TIMEOUT_S = 60.0
 
@@ -57,15 +58,27 @@ class Stack(ProcessSet):
     async def start_llm(self, *flags: str, name: str = "llm") -> str:
         """Start the test LLM (with `flags`) on a free port; once it prints READY, point
         the ragq processes started from now on at it, and return its base URL."""
-        child = await self.start(name, [*TESTLLM, "--port", "0", *flags], stdout="pipe")
+        return await self._start_endpoint(name, [*TESTLLM, "--port", "0", *flags], "test LLM")
+
+    async def start_local_llm(self, model: str, *flags: str, name: str = "llm") -> str:
+        """Start llama.cpp on the local model `model` (`scripts/localllm/`, weights already
+        fetched) like the test LLM: READY, then ragq processes started from now on use it
+        (its `model` is the one they ask for)."""
+        argv = [*LOCALLLM, "serve", "--model", model, "--port", "0", *flags]
+        url = await self._start_endpoint(name, argv, f"llama.cpp ({model})")
+        self.env["RAGQ_LLM_MODEL"] = model
+        return url
+
+    async def _start_endpoint(self, name: str, argv: list[str], what: str) -> str:
+        child = await self.start(name, argv, stdout="pipe")
         assert child.process.stdout is not None
         try:
             line = await asyncio.wait_for(child.process.stdout.readline(), self.start_timeout_s)
         except TimeoutError:
-            raise HarnessError("the test LLM did not print READY in time") from None
+            raise HarnessError(f"the {what} did not print READY in time") from None
         words = line.decode(errors="replace").split()
         if len(words) != 2 or words[0] != "READY":
-            raise HarnessError(f"the test LLM did not start (it printed {line!r})")
+            raise HarnessError(f"the {what} did not start (it printed {line!r})")
         self.pump(child)
         self.llm_url = words[1]
         self.env["RAGQ_LLM_BASE_URL"] = f"{self.llm_url}/v1"

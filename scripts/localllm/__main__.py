@@ -1,0 +1,5 @@
+import sys
+
+from scripts.localllm.server import main
+
+sys.exit(main())
