@@ -2,10 +2,11 @@
 evaluation (the code of `ragq eval`) and exit with its code.
 
 The stack is the e2e tests' one, from the harness (`scripts/harness/`): the test LLM
-(`python -m scripts.testllm`, unless `--no-llm`), `ragq serve` and one `ragq worker`, on a flushed
-Redis DB with an embedded Qdrant in a temp dir. `--shuffle-texts SEED` ingests every
-document with another one's text (ids and titles kept): a deliberately broken index the
-gate must fail. Exit 0 pass, 1 below a threshold, 2 when the stack or the corpus cannot be
+(`python -m scripts.testllm`, unless `--no-llm`) or, with `--llm local`, a real model under
+llama.cpp (`scripts/localllm/`, with the local mode's settings), `ragq serve` and one `ragq
+worker`, on a flushed Redis DB with an embedded Qdrant in a temp dir. `--shuffle-texts SEED`
+ingests every document with another one's text (ids and titles kept): a deliberately broken
+index the gate must fail. Exit 0 pass, 1 below a threshold, 2 when the stack or the corpus cannot be
 set up.
 """
 
@@ -25,10 +26,15 @@ import httpx
 from redis.asyncio import Redis
 
 from scripts import evaluation
+from scripts.evaluation.options import DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_S
 from scripts.harness import ROOT, CorpusDoc, HarnessError, Stack, ingest, read_corpus
+from scripts.localllm.catalog import DEFAULT_MODEL, MODELS, model_named
+from scripts.localllm.settings import local_env
+from scripts.localllm.weights import WeightsError, ensure_weights
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"  # reserved for the gate: flushed before and after
 KEY_PREFIX = "ragqgate"
+LOCAL_REQUEST_TIMEOUT_S = 120.0  # a CPU model: a minute per answer, a slot to wait for
 
 
 class GateError(HarnessError):
@@ -89,7 +95,9 @@ async def gate(args: argparse.Namespace) -> int:
         }
         stack = Stack(Path(tmp), env)
         try:
-            if args.llm:
+            if args.llm == "local":
+                await _start_local_llm(stack, args)
+            elif args.llm == "test":
                 await stack.start_llm()
             await stack.start_worker()
             await stack.start_api()
@@ -114,6 +122,23 @@ async def gate(args: argparse.Namespace) -> int:
             await stack.stop()
             with contextlib.suppress(Exception):
                 await flushdb(args.redis_url)
+
+
+async def _start_local_llm(stack: Stack, args: argparse.Namespace) -> None:
+    """llama.cpp on `--local-model`, its weights verified first; the ragq processes get the
+    local mode's settings, and the evaluation asks no more at once than it has slots."""
+    model = model_named(args.local_model)
+    try:
+        await asyncio.to_thread(ensure_weights, model, say=say)
+    except WeightsError as exc:
+        raise GateError(str(exc)) from exc
+    stack.env.update(local_env(model))
+    say(f"starting llama.cpp on {model.title}")
+    await stack.start_local_llm(model.name)
+    if args.concurrency == DEFAULT_CONCURRENCY:
+        args.concurrency = model.parallel
+    if args.timeout == DEFAULT_REQUEST_TIMEOUT_S:
+        args.timeout = LOCAL_REQUEST_TIMEOUT_S
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -141,9 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--llm",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="answer with the test LLM (default); --no-llm: ragq answers extractively",
+        choices=["test", "local", "none"],
+        default="test",
+        help="who answers: the test LLM (default), a real model under llama.cpp (local),"
+        " or nobody (none: ragq answers extractively)",
+    )
+    parser.add_argument(
+        "--no-llm", dest="llm", action="store_const", const="none", help="same as --llm none"
+    )
+    parser.add_argument(
+        "--local-model",
+        choices=sorted(MODELS),
+        default=DEFAULT_MODEL,
+        help="the model of --llm local (default: %(default)s); questions are then asked as"
+        " many at once as it has slots, each with a 120 s timeout, unless given",
     )
     parser.add_argument(
         "--shuffle-texts",

@@ -83,6 +83,22 @@ def add_eval_arguments(parser: argparse.ArgumentParser, *, target: bool = True) 
         "--min-precision", type=_fraction, help="minimum precision@k, 0-1 (default: not checked)"
     )
     parser.add_argument(
+        "--min-generated",
+        type=_fraction,
+        help="minimum share of questions answered by the LLM, not degraded (default: not checked)",
+    )
+    parser.add_argument(
+        "--min-valid-citations",
+        type=_fraction,
+        help="minimum share of generated answers whose [n] markers all name a given passage"
+        " (at least one; default: not checked)",
+    )
+    parser.add_argument(
+        "--sample",
+        type=_int_in(1, 100_000),
+        help="ask only N of the questions, spread evenly over the set (default: all)",
+    )
+    parser.add_argument(
         "--top-k",
         type=_int_in(1, MAX_TOP_K),
         default=DEFAULT_K,
@@ -129,7 +145,10 @@ def options_from_args(args: argparse.Namespace, *, url: str, key: str) -> EvalOp
             hit_at_k=args.min_hit_at_k,
             mrr=args.min_mrr,
             precision_at_k=args.min_precision,
+            generated_rate=args.min_generated,
+            valid_citation_rate=args.min_valid_citations,
         ),
+        sample=args.sample,
         json_out=Path(args.json_out) if args.json_out else None,
     )
 

@@ -4,6 +4,7 @@ rank metrics (hit@k, recall@k, MRR, precision@k) over the cited documents."""
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 from shared.schemas.jobs import Citation
@@ -18,6 +19,16 @@ def keywords_found(text: str, keywords: Sequence[str]) -> list[str]:
     """The keywords that occur in `text`, ignoring case and white-space differences."""
     haystack = normalise(text)
     return [kw for kw in keywords if normalise(kw) in haystack]
+
+
+_MARKER = re.compile(r"\[(\d+)\]")
+
+
+def cites_validly(answer: str, citations: Sequence[Citation]) -> bool:
+    """Whether the answer cites at least one passage with an `[n]` marker and every
+    marker names a passage it was given."""
+    markers = {int(n) for n in _MARKER.findall(answer)}
+    return bool(markers) and markers <= {c.index for c in citations}
 
 
 def ranked_document_ids(citations: Sequence[Citation]) -> list[str]:

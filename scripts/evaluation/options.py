@@ -25,6 +25,8 @@ class Thresholds:
     hit_at_k: float | None = None
     mrr: float | None = None
     precision_at_k: float | None = None
+    generated_rate: float | None = None  # share of questions the LLM answered (not degraded)
+    valid_citation_rate: float | None = None  # of those, the share citing validly
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class EvalOptions:
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     thresholds: Thresholds = Thresholds()
     json_out: Path | None = DEFAULT_JSON_OUT
+    sample: int | None = None  # ask only this many questions, spread over the set
 
     @property
     def request_top_k(self) -> int:

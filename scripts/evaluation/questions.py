@@ -43,6 +43,14 @@ def validation_summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def spread(questions: list[EvalQuestion], n: int | None) -> list[EvalQuestion]:
+    """`n` of the questions, evenly spaced over the set (so every kind a set groups
+    together is asked), in order; all of them when `n` is None or not smaller."""
+    if n is None or n >= len(questions):
+        return questions
+    return [questions[i * len(questions) // n] for i in range(n)]
+
+
 def load_questions(path: Path) -> list[EvalQuestion]:
     """Read and validate a JSONL question file; blank lines are skipped.
 

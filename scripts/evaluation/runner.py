@@ -16,7 +16,13 @@ import httpx
 from pydantic import ValidationError
 
 from scripts.evaluation.options import EvalOptions
-from scripts.evaluation.questions import DataError, EvalQuestion, load_questions, validation_summary
+from scripts.evaluation.questions import (
+    DataError,
+    EvalQuestion,
+    load_questions,
+    spread,
+    validation_summary,
+)
 from scripts.evaluation.report import EXIT_USAGE, EvalReport, build_report, format_report
 from scripts.evaluation.scoring import QuestionResult, failed_result, score_response
 from shared.schemas.jobs import RagResponse
@@ -148,7 +154,7 @@ async def run_async(
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        questions = await asyncio.to_thread(load_questions, options.data)
+        questions = spread(await asyncio.to_thread(load_questions, options.data), options.sample)
         report = await evaluate(options, questions, transport=transport)
     except (DataError, EvalSetupError) as exc:
         err.write(f"ragq eval: {exc}\n")

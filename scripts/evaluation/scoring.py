@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from scripts.evaluation.metrics import (
+    cites_validly,
     hit_at_k,
     keywords_found,
     percentile,
@@ -56,6 +57,12 @@ class QuestionResult:
     degraded: bool = False
     degraded_reason: str | None = None
     cached: bool = False
+    cites_valid: bool = False  # `[n]` markers, every one naming a given passage
+
+    @property
+    def generated(self) -> bool:
+        """Answered by the LLM (not an extractive answer)."""
+        return self.ok and not self.degraded
 
 
 def failed_result(
@@ -121,6 +128,7 @@ def score_response(
         degraded=response.degraded,
         degraded_reason=response.degraded_reason,
         cached=response.cached,
+        cites_valid=cites_validly(response.answer, response.citations),
     )
 
 
@@ -142,6 +150,12 @@ class Aggregate:
     precision_at_k: float
     latency_mean_s: float | None
     latency_p95_s: float | None
+    # of the answers the LLM generated (not degraded): how many there were, the share of
+    # all questions they are, their keyword hit rate and the share that cites validly
+    generated: int = 0
+    generated_rate: float = 0.0
+    generated_keyword_hit_rate: float = 0.0
+    valid_citation_rate: float = 0.0
 
 
 def aggregate(results: Sequence[QuestionResult]) -> Aggregate:
@@ -152,6 +166,7 @@ def aggregate(results: Sequence[QuestionResult]) -> Aggregate:
         return sum(values) / len(values) if values else 0.0
 
     latencies = [r.latency_s for r in results if r.ok]
+    generated = [r for r in results if r.generated]
     return Aggregate(
         questions=n,
         answered=len(latencies),
@@ -167,4 +182,8 @@ def aggregate(results: Sequence[QuestionResult]) -> Aggregate:
         precision_at_k=mean([r.precision_at_k for r in results]),
         latency_mean_s=mean(latencies) if latencies else None,
         latency_p95_s=percentile(latencies, 95),
+        generated=len(generated),
+        generated_rate=len(generated) / n if n else 0.0,
+        generated_keyword_hit_rate=mean([float(r.keyword_hit) for r in generated]),
+        valid_citation_rate=mean([float(r.cites_valid) for r in generated]),
     )
