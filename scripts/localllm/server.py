@@ -48,6 +48,7 @@ def serve(args: argparse.Namespace) -> int:
     params.cpuparams_batch.n_threads = threads
     params.offline = True  # never the model hub
     params.ui = False
+    params.endpoint_metrics = True  # /metrics: tokens, cache reuse, busy slots
     params.verbosity = args.verbosity
     # blocking signals first: the server's threads inherit the mask, so SIGTERM reaches the
     # sigwait below instead of killing the process mid-reply
