@@ -40,11 +40,12 @@ _MESSAGE = {
 }
 _RAGQ = {
     "type": "object",
-    "required": ["job_id", "degraded", "degraded_reason", "cached"],
+    "required": ["job_id", "degraded", "degraded_reason", "grounded", "cached"],
     "properties": {
         "job_id": {"type": "string"},
         "degraded": {"type": "boolean"},
         "degraded_reason": {"type": ["string", "null"]},
+        "grounded": {"type": ["boolean", "null"]},
         "cached": {"type": "boolean"},
     },
 }

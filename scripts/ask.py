@@ -22,6 +22,8 @@ DEGRADED_NOTES = {
     "RAGQ_DAILY_BUDGET_USD)",
     "circuit_open": "the LLM failed repeatedly and its circuit breaker is open; answers are "
     "generated again once it recovers",
+    "ungrounded": "the LLM's answer cited none of the passages (the worker's "
+    "RAGQ_UNGROUNDED_POLICY=extractive)",
 }
 
 

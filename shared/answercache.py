@@ -6,15 +6,18 @@ they then expire by their TTL):
 
 * the **answer**, under a digest of everything the LLM saw and how it was asked:
   model, the full messages (system prompt, the retrieved chunk ids, their document
-  versions and texts, the question), `max_tokens` and `temperature`. The worker
-  writes it after a successful, non-degraded call and reads it before calling.
+  versions and texts, the question), `max_tokens`, `temperature` and the ungrounded-answer
+  policy (an answer kept under `flag` is no answer under `extractive`). The worker
+  writes it after a successful, non-degraded call and reads it before calling. It holds
+  the answer as streamed (its citation markers already checked), its citations, model
+  and `grounded`, which the worker computed from that text.
 * a **pointer** from the request's digest (model, question, top_k, filters,
-  generation parameters, retrieval settings, system prompt; and the conversation with the
-  condensation prompt when there is one) to that answer digest, so the API can find an
-  answer at submit without retrieving, and complete the job at once. Retrieval is
-  deterministic for a given corpus version and settings, and so is condensation at
-  temperature 0; an answer whose condensation fell back to the rule is stored without a
-  pointer, so the next such request asks the LLM again.
+  generation parameters, retrieval settings, prompts, the ungrounded policy; and the
+  conversation with the condensation prompt when there is one) to that answer digest, so
+  the API can find an answer at submit without retrieving, and complete the job at once.
+  Retrieval is deterministic for a given corpus version and settings, and so is
+  condensation at temperature 0; an answer whose condensation fell back to the rule is
+  stored without a pointer, so the next such request asks the LLM again.
 
 While the first of several identical cacheable requests runs, the request digest
 names it (the `inflight` key); later ones attach to it as followers instead of
@@ -30,7 +33,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared.config import Settings
-from shared.prompting import CONDENSE_PROMPT, SYSTEM_PROMPT
+from shared.prompting import ANSWER_INSTRUCTION, CONDENSE_PROMPT, SYSTEM_PROMPT
 from shared.redis_keys import Keys
 from shared.schemas.jobs import JobCreate
 
@@ -64,6 +67,8 @@ def request_digest(request: JobCreate, settings: Settings) -> str:
             "max_tokens": request.max_tokens,
             "temperature": float(request.temperature),  # 0 and 0.0 are one request
             "system": SYSTEM_PROMPT,
+            "instruction": ANSWER_INSTRUCTION,
+            "ungrounded": settings.ungrounded_policy,
             "retrieval": [
                 settings.collection_name,
                 settings.retrieval_mode,
@@ -82,8 +87,10 @@ def prompt_digest(
     *,
     max_tokens: int,
     temperature: float,
+    ungrounded_policy: str,
 ) -> str:
-    """What the LLM sees and how it is asked: the answer's cache key."""
+    """What the LLM sees and how it is asked, and what is done with an answer that cites
+    none of its passages: the answer's cache key."""
     return _digest(
         {
             "model": model,
@@ -91,6 +98,7 @@ def prompt_digest(
             "chunks": chunk_versions,
             "max_tokens": max_tokens,
             "temperature": float(temperature),
+            "ungrounded": ungrounded_policy,
         }
     )
 

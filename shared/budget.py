@@ -30,6 +30,7 @@ from shared.prompting import (
     CONDENSE_MAX_CHARS,
     CONDENSE_MAX_TOKENS,
     SYSTEM_PROMPT,
+    answer_turn,
     condense_messages,
 )
 from shared.redis_keys import Keys
@@ -47,9 +48,11 @@ def estimate(prices: PriceTable, model: str, request: JobCreate, chunk_max_chars
     """The most a request's LLM calls can cost (USD), known before retrieval: every one of
     its `top_k` chunks at the largest size, and `max_tokens` of completion; plus, when it
     carries a conversation, the condensation call (its whole prompt, `CONDENSE_MAX_TOKENS`
-    of completion), with a condensed question of up to `CONDENSE_MAX_CHARS` in the answer's."""
+    of completion), with a condensed question of up to `CONDENSE_MAX_CHARS` in the answer's.
+    The answer's prompt is the system prompt and the user turn around the chunks: its
+    framing, the question and the instruction that follows it."""
     chunk_chars = request.top_k * (chunk_max_chars + CITATION_FRAMING_CHARS)
-    prompt_chars = len(SYSTEM_PROMPT) + len(request.question) + chunk_chars
+    prompt_chars = len(SYSTEM_PROMPT) + len(answer_turn("", request.question)) + chunk_chars
     if not request.conversation:
         return prices.worst_case(model, prompt_chars, request.max_tokens)
     condense = condense_messages(request.conversation, request.question)

@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     fallback_llm_model: str = ""  # its model; its price must be in the table (often 0)
     prompt_chars_per_token: float = Field(3.0, gt=0)  # worst-case prompt estimate
 
+    # An LLM answer that cites none of its passages (and is no refusal): kept and flagged
+    # (`grounded: false`), or replaced by the extractive answer (held back until it cites)
+    ungrounded_policy: Literal["flag", "extractive"] = "flag"
+
     # Answer cache (temperature 0 only) and in-flight coalescing of identical requests
     answer_cache_ttl_s: int = Field(86_400, ge=0)  # 0 turns the cache and coalescing off
 

@@ -47,7 +47,9 @@ DEGRADED_REASONS = (
     "budget_exhausted",
     "circuit_open",
     "no_llm_configured",
+    "ungrounded",
 )
+GROUNDING_VALUES = ("true", "false", "none")
 
 # API
 HTTP_REQUESTS = Counter(
@@ -134,6 +136,16 @@ DEGRADED_ANSWERS = Counter(
     "Answers built without the LLM, by reason.",
     ["reason"],
 )
+ANSWER_GROUNDING = Counter(
+    "ragq_answer_grounding_total",
+    "LLM answers (not cache hits) by whether they cite a given passage (none: no passages, "
+    "or a refusal).",
+    ["grounded"],
+)
+CITATION_MARKERS_REMOVED = Counter(
+    "ragq_citation_markers_removed_total",
+    "Citation markers removed from answers because they cite no given passage.",
+)
 # The breaker's state lives in Redis and every process sees the same: any process saying
 # "open" is the one to believe.
 CIRCUIT_OPEN = Gauge(
@@ -195,6 +207,8 @@ def prime_worker(queues: Iterable[str], models: Iterable[str], targets: Iterable
         CIRCUIT_OPEN.labels(target=target)
     for reason in DEGRADED_REASONS:
         DEGRADED_ANSWERS.labels(reason=reason)
+    for grounded in GROUNDING_VALUES:
+        ANSWER_GROUNDING.labels(grounded=grounded)
     for outcome in CONDENSE_OUTCOMES:
         CONDENSE.labels(outcome=outcome)
     for cause in ("worker_died", "interrupted"):

@@ -7,12 +7,31 @@ from collections.abc import Sequence
 
 from shared.schemas.jobs import Turn
 
+# The answer's refusal: what the prompt asks for when the sources hold no answer (an
+# answer that opens so is a refusal: workers/rag/citecheck.py REFUSAL_OPENINGS)
+REFUSAL = "I could not find this in your documents."
 SYSTEM_PROMPT = (
     "You answer questions using only the numbered sources the user gives you. "
-    "Cite every statement with the number of its source in square brackets, like [1] or [2][3]. "
-    "If the sources do not contain the answer, say that you could not find it. "
+    "After each statement, write the number of its source in square brackets, like [1]; "
+    "use only the numbers of the sources given. "
+    f'If the sources do not contain the answer, reply only with "{REFUSAL}" '
     "Be concise and do not invent facts, names or numbers."
 )
+# Repeated at the end of the user turn, after the question: small models follow the last
+# thing they read. No example answer, which they would copy.
+ANSWER_INSTRUCTION = (
+    "Answer the question only from the sources above. Cite each statement with its source "
+    "number in square brackets, like [1]. If the sources do not contain the answer, reply "
+    f'only with "{REFUSAL}"'
+)
+NO_SOURCES = "(no sources found)"
+
+
+def answer_turn(sources: str, question: str) -> str:
+    """The answer's user message: the sources block, the question on its own `Question:`
+    line, then `ANSWER_INSTRUCTION`."""
+    return f"Sources:\n{sources or NO_SOURCES}\n\nQuestion: {question}\n\n{ANSWER_INSTRUCTION}"
+
 
 # The test LLM (scripts/testllm/condense.py) recognises a condensation request by this
 # phrase; it keeps its own copy (it imports no ragq code) and a unit test checks they match.

@@ -15,6 +15,7 @@ const DEGRADED = {
   llm_timeout: "the LLM timed out",
   budget_exhausted: "the spend budget is exhausted",
   circuit_open: "the LLM's circuit breaker is open",
+  ungrounded: "the LLM's answer cited no passage",
 };
 
 const answerEl = byId("answer");

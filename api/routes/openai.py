@@ -149,6 +149,7 @@ def _extension(job: JobPublic, result: JobResult) -> dict[str, Any]:
             "job_id": job.id,
             "degraded": result.degraded,
             "degraded_reason": result.degraded_reason,
+            "grounded": result.grounded,
             "cached": result.cached,
         },
     }

@@ -11,7 +11,12 @@ from shared.schemas.common import FreeMetadata, Metadata, StrictModel, TrimmedTe
 JobStatus = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 DegradedReason = Literal[
-    "llm_unavailable", "llm_timeout", "budget_exhausted", "circuit_open", "no_llm_configured"
+    "llm_unavailable",
+    "llm_timeout",
+    "budget_exhausted",
+    "circuit_open",
+    "no_llm_configured",
+    "ungrounded",
 ]
 Priority = Literal["interactive", "batch"]
 
@@ -103,6 +108,10 @@ class JobResult(WireModel):
     cached: bool = False
     degraded: bool = False
     degraded_reason: DegradedReason | None = None
+    # true: cites a given passage; false: passages were given, it cites none and is no
+    # refusal; null: nothing to check (no passages, or it says it found nothing)
+    grounded: bool | None = None
+    removed_markers: list[str] = Field(default_factory=list)  # as the LLM wrote them
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     timings_ms: dict[str, int] = Field(default_factory=dict)
@@ -146,6 +155,7 @@ class RagResponse(WireModel):
     citations: list[Citation]
     degraded: bool
     degraded_reason: DegradedReason | None = None
+    grounded: bool | None = None
     cached: bool
     usage: Usage
     cost_usd: float

@@ -134,7 +134,7 @@ async def test_api_and_worker_export_exactly_the_contract_metrics(stack: Stack) 
 
     routes = label_values(api_text, "ragq_http_requests_total", "route")
     model = job["result"]["model"]
-    assert len(table) == 19
+    assert len(table) == 21
     assert {name: found(name) for name in table} == {name: {spec} for name, spec in table.items()}
     assert set(api) | set(worker) == set(table)
     assert value(api, "ragq_jobs_submitted_total{queue=interactive}") == 1
@@ -159,6 +159,8 @@ async def test_api_and_worker_export_exactly_the_contract_metrics(stack: Stack) 
     assert value(worker, "ragq_jobs_in_progress{queue=interactive}") == 0
     assert value(worker, "ragq_degraded_answers_total{reason=circuit_open}") == 0
     assert value(worker, "ragq_job_reruns_total{cause=worker_died}") == 0
+    assert value(worker, "ragq_answer_grounding_total{grounded=true}") == 1
+    assert value(worker, "ragq_answer_grounding_total{grounded=false}") == 0
 
 
 def _json_lines(path: Path) -> list[dict[str, Any]]:

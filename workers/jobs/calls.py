@@ -23,6 +23,7 @@ class Generation:
     cost_usd: float = 0.0
     degraded_reason: DegradedReason | None = None
     cached: bool = False
+    removed_markers: list[str] = field(default_factory=list)  # by the citation check
 
 
 def called(

@@ -3,6 +3,11 @@ the citations, then the LLM's text streamed into the job — unless the answer c
 budget or the breaker decide otherwise (then an extractive answer). The cost is reserved
 before each call and settled after it.
 
+The LLM's text streams through a citation check (workers/rag/citecheck.py): markers that
+cite no given passage never reach a delta. Under `RAGQ_UNGROUNDED_POLICY=extractive` the
+text is held back until it cites a passage (or opens as a refusal); an answer that never
+does is dropped for the extractive answer (`ungrounded`).
+
 The LLM's stream must end by a deadline, `LLM_SHARE` of the job's timeout after the answer
 started: a stream whose every token comes within the read timeout but whose whole does not
 come in time is stopped there and the answer degrades (`llm_timeout`), leaving the job the
@@ -21,12 +26,20 @@ from shared.errors import UpstreamError, UpstreamTimeout
 from shared.events import RetrievalCompleted
 from shared.jobrecord import JobRecord
 from shared.logging import get_logger
-from shared.metrics import BUDGET_SPEND, CACHE_REQUESTS, DEGRADED_ANSWERS, LLM_COST
+from shared.metrics import (
+    ANSWER_GROUNDING,
+    BUDGET_SPEND,
+    CACHE_REQUESTS,
+    CITATION_MARKERS_REMOVED,
+    DEGRADED_ANSWERS,
+    LLM_COST,
+)
 from shared.schemas.jobs import AnswerJobPayload, Citation, JobResult, Usage
 from workers.jobs.calls import Generation, call_status, called, degraded_reason, not_called
 from workers.jobs.condense import Condensed, condense
 from workers.jobs.resume import Emitter, JobStopped
 from workers.lifecycle import Runtime
+from workers.rag.citecheck import AnswerGate, CitationFilter, grounding
 from workers.rag.extractive import extractive_answer
 from workers.rag.prompt import affinity_key, build_messages
 from workers.rag.replies import Completion
@@ -35,6 +48,7 @@ log = get_logger("workers.answer")
 # of the job's timeout; the job's own is 0.95 of it (workers/jobs/answer.py), and the rest
 # is for the extractive answer and the few Redis writes that finish the job
 LLM_SHARE = 0.85
+GROUNDED_LABELS = {True: "true", False: "false", None: "none"}
 
 
 async def answer_question(
@@ -67,10 +81,16 @@ async def answer_question(
 
     t1 = time.perf_counter()
     gen = await _generate(rt, job, record, query, citations, emitter, corpus, deadline)
+    valid = [c.index for c in citations]
+    removed = list(gen.removed_markers)
     if gen.degraded_reason is not None:
         DEGRADED_ANSWERS.labels(reason=gen.degraded_reason).inc()
-        fallback = extractive_answer(query, citations)
+        checked = CitationFilter(valid)  # a chunk's own "[3]" is no citation either
+        fallback = checked.feed(extractive_answer(query, citations)) + checked.finish()
+        removed += checked.removed
         await emitter.emit(f"\n\n{fallback}" if emitter.text else fallback)
+    if not gen.cached:
+        CITATION_MARKERS_REMOVED.inc(len(removed))
     llm_ms = int((time.perf_counter() - t1) * 1000)
     return JobResult(
         answer=emitter.text,
@@ -79,6 +99,8 @@ async def answer_question(
         cached=gen.cached,
         degraded=gen.degraded_reason is not None,
         degraded_reason=gen.degraded_reason,
+        grounded=grounding(emitter.text, valid),
+        removed_markers=removed,
         usage=_plus(gen.usage, condensed.usage),
         cost_usd=gen.cost_usd + condensed.cost_usd,
         timings_ms={"retrieval": retrieval_ms, "llm": llm_ms},
@@ -120,6 +142,7 @@ async def _generate(
             chunks,
             max_tokens=request.max_tokens,
             temperature=request.temperature,
+            ungrounded_policy=rt.settings.ungrounded_policy,
         )
         hit = await rt.answers.get(job.tenant, corpus, prompt_key)
         CACHE_REQUESTS.labels(layer="answer", result="hit" if hit else "miss").inc()
@@ -149,7 +172,10 @@ async def _generate(
 
     completion = Completion(model=model)
     gen = Generation(model)
-    produced = len(emitter.text)
+    gate = AnswerGate(
+        [c.index for c in citations], hold=rt.settings.ungrounded_policy == "extractive"
+    )
+    generated = 0  # characters the LLM sent, streamed or held back
     # the endpoint's side of it: a call we stop (cancel) or whose text we fail to store is "ok"
     status: str | None = "ok"
     called_at = time.perf_counter()
@@ -164,25 +190,35 @@ async def _generate(
         async with contextlib.aclosing(deltas):
             # the deadline bounds the wait for each delta, never a write of one half done
             while (delta := await _next_delta(deltas, deadline)) is not None:
-                await emitter.emit(delta)
+                generated += len(delta)
+                await _emit(emitter, gate.feed(delta))
     except UpstreamError as exc:
         gen = Generation(None, degraded_reason=degraded_reason(exc))
         status = call_status(exc)
         log.warning("llm.failed", reason=gen.degraded_reason, error=exc.detail)
     finally:
         gen.usage = completion.usage
-        gen.cost_usd = _cost(rt, model, completion.usage, prompt_chars, emitter, produced)
+        gen.cost_usd = _cost(rt, model, completion.usage, prompt_chars, generated)
         called(model, status, completion, time.perf_counter() - called_at, gen)
         # settled even when the job is cancelled mid-stream: what was generated is paid for
         spent = await asyncio.shield(rt.budgets.settle(reservation, gen.cost_usd))
         LLM_COST.labels(model=model).inc(gen.cost_usd)
         if reservation.day == today():
             BUDGET_SPEND.labels(scope="service").set(spent)
+    # what the filter still holds: plain text, streamed unless held back as ungrounded
+    await _emit(emitter, gate.finish())
+    gen.removed_markers = gate.filter.removed
+    if gen.degraded_reason is None:
+        ANSWER_GROUNDING.labels(grounded=GROUNDED_LABELS[gate.grounded]).inc()
+        if not gate.released:
+            gen.degraded_reason = "ungrounded"
+            log.info("answer.ungrounded", chars=len(gate.text), removed=len(gate.filter.removed))
     if gen.degraded_reason is None and prompt_key is not None and job.request_digest:
         answer = {
             "answer": emitter.text,
             "citations": [c.model_dump(mode="json") for c in citations],
             "model": model,
+            "grounded": grounding(emitter.text, [c.index for c in citations]),
         }
         # a follow-up the LLM did not rewrite (it failed): the next such request asks again
         unrewritten = bool(request.conversation) and question == request.question
@@ -201,14 +237,16 @@ async def _next_delta(deltas: AsyncIterator[str], deadline: float) -> str | None
         raise UpstreamTimeout("LLM timed out: the reply did not end by the job's deadline") from exc
 
 
-def _cost(
-    rt: Runtime, model: str, usage: Usage, prompt_chars: int, emitter: Emitter, produced: int
-) -> float:
+async def _emit(emitter: Emitter, text: str) -> None:
+    if text:
+        await emitter.emit(text)
+
+
+def _cost(rt: Runtime, model: str, usage: Usage, prompt_chars: int, generated: int) -> float:
     """The call's cost from the usage the LLM reported; estimated when a broken stream
-    reported none but text was generated."""
+    reported none but text (`generated` characters) was generated."""
     if usage.total_tokens:
         return rt.prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
-    generated = len(emitter.text) - produced
     if generated <= 0:
         return 0.0
     return rt.prices.cost(

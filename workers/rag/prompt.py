@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from shared.prompting import SYSTEM_PROMPT
+from shared.prompting import SYSTEM_PROMPT, answer_turn
 from shared.schemas.jobs import Citation
 
 __all__ = ["SYSTEM_PROMPT", "affinity_key", "build_messages", "render_sources"]
@@ -25,9 +25,9 @@ def render_sources(citations: list[Citation]) -> str:
 
 
 def build_messages(question: str, citations: list[Citation]) -> list[dict[str, str]]:
-    """Chat messages for the LLM."""
-    sources = render_sources(citations) if citations else "(no sources found)"
-    user = f"Sources:\n{sources}\n\nQuestion: {question}"
+    """Chat messages for the LLM: the system prompt, then the sources, the question and
+    the instruction repeated (shared/prompting.py `answer_turn`)."""
+    user = answer_turn(render_sources(citations), question)
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
