@@ -10,19 +10,19 @@ from shared.schemas.jobs import Turn
 # The answer's refusal: what the prompt asks for when the sources hold no answer (an
 # answer that opens so is a refusal: workers/rag/citecheck.py REFUSAL_OPENINGS)
 REFUSAL = "I could not find this in your documents."
+# Measured with Qwen2.5-0.5B and 1.5B on the sample set (docs/EVAL.md): a literal marker
+# such as "like [1]" in the prompt is copied as the whole answer ("[1]"), so the format is
+# said in words, and the instruction is repeated at the end of the user turn, after the
+# question: small models follow the last thing they read.
 SYSTEM_PROMPT = (
-    "You answer questions using only the numbered sources the user gives you. "
-    "After each statement, write the number of its source in square brackets, like [1]; "
-    "use only the numbers of the sources given. "
-    f'If the sources do not contain the answer, reply only with "{REFUSAL}" '
-    "Be concise and do not invent facts, names or numbers."
+    "You answer questions using only the numbered sources in the user's message. "
+    "Write one to three sentences. After each sentence, put the number of the source it "
+    "comes from in square brackets. "
+    f'If the sources do not contain the answer, reply "{REFUSAL}"'
 )
-# Repeated at the end of the user turn, after the question: small models follow the last
-# thing they read. No example answer, which they would copy.
 ANSWER_INSTRUCTION = (
-    "Answer the question only from the sources above. Cite each statement with its source "
-    "number in square brackets, like [1]. If the sources do not contain the answer, reply "
-    f'only with "{REFUSAL}"'
+    "Answer the question in one to three sentences from the sources above, each sentence "
+    "followed by its source number in square brackets."
 )
 NO_SOURCES = "(no sources found)"
 

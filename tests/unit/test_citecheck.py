@@ -5,6 +5,7 @@ the markers (what the LLM reads last, what the budget estimate covers)."""
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
@@ -245,12 +246,14 @@ def test_a_held_refusal_is_released_and_an_ungrounded_answer_never() -> None:
 
 
 def test_the_instruction_comes_after_the_question_without_an_example_answer() -> None:
-    """The user turn ends with the question, then the instruction to cite and to refuse
-    in the prompt's words; no example answer is given to copy."""
-    user = build_messages("How often?", [cite(1, "Rotate weekly.")])[1]["content"]
+    """The user turn ends with the question, then the instruction to cite; the system
+    prompt says how to refuse in the words the checker knows; no literal marker is given
+    anywhere for a small model to copy as its whole answer."""
+    system, user = (m["content"] for m in build_messages("How often?", [cite(1, "Weekly.")]))
     assert user.endswith(f"Question: How often?\n\n{ANSWER_INSTRUCTION}")
-    assert REFUSAL in ANSWER_INSTRUCTION
-    assert "[1]" in ANSWER_INSTRUCTION
+    assert REFUSAL in system
+    assert grounding(REFUSAL, [1]) is None
+    assert re.search(r"\[\d+\]", system + ANSWER_INSTRUCTION) is None
 
 
 def test_the_test_llm_takes_only_the_question_not_the_instruction() -> None:
