@@ -124,15 +124,21 @@ def markdown(rows: list[str], command: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--answerers", default="extractive,qwen2.5-0.5b,qwen2.5-1.5b")
+    parser.add_argument(
+        "--answerers",
+        default="extractive,qwen2.5-0.5b,qwen2.5-1.5b",
+        help="comma list; NAME:N asks that answerer N questions spread over the set",
+    )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     parser.add_argument("--sample", type=int, help="only N questions (a quick look)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "EVAL.md"))
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for answerer in args.answerers.split(","):
-            report = run_gate(answerer, args.redis_url, Path(tmp) / f"{answerer}.json", args.sample)
+        for entry in args.answerers.split(","):
+            answerer, _, only = entry.partition(":")  # "model:N": N questions of the set
+            sample = int(only) if only else args.sample
+            report = run_gate(answerer, args.redis_url, Path(tmp) / f"{answerer}.json", sample)
             costs = None if answerer == "extractive" else engine_costs(answerer)
             rows.append(_row(answerer, report, costs))
             keep = ROOT / ".venv" / f"generated-eval-{answerer}.json"
