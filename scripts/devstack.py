@@ -158,11 +158,13 @@ def _answers_text(model: LocalModel | None, llm_url: str) -> str:
 
 
 def _ready_text(base: str, key: str, answers: str = "") -> str:
+    # a CPU model may take a minute or more: the curl waits up to the API's 120 s then
+    wait = ', "timeout": 120' if answers else ""
     return (
         f"\nragq is ready. {answers}Ask it something:\n\n"
         f"curl -s {base}/v1/rag -H 'Authorization: Bearer {key}' "
         "-H 'Content-Type: application/json' "
-        f'-d \'{{"question": "{SAMPLE_QUESTION}"}}\'\n\n'
+        f'-d \'{{"question": "{SAMPLE_QUESTION}"{wait}}}\'\n\n'
         f'or: {RAGQ_COMMAND} ask --url {base} --key {key} "{SAMPLE_QUESTION}"\n'
         "Ctrl-C stops everything.\n"
     )

@@ -87,7 +87,8 @@ MODELS: dict[str, LocalModel] = {
         ),
     )
 }
-DEFAULT_MODEL = "qwen2.5-0.5b"
+# `ragq dev --llm local`: the 0.5B often copies a source instead of answering (docs/EVAL.md)
+DEFAULT_MODEL = "qwen2.5-1.5b"
 
 
 def model_named(name: str) -> LocalModel:
