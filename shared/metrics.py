@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterable
+from typing import get_args
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics, multiprocess
 from redis.asyncio import Redis
@@ -21,6 +22,7 @@ from redis.exceptions import RedisError
 from shared.budget import NANO, today
 from shared.logging import get_logger
 from shared.redis_keys import QUEUES, Keys
+from shared.schemas.jobs import DegradedReason
 
 log = get_logger("shared.metrics")
 
@@ -41,14 +43,7 @@ JOB_STATUSES = ("completed", "failed", "cancelled")
 JOB_STAGES = ("queue_wait", "retrieval", "llm", "total")
 LLM_CALL_STATUSES = ("ok", "error", "timeout")
 REJECTION_REASONS = ("overloaded", "rate_limited", "concurrency", "budget")
-DEGRADED_REASONS = (
-    "llm_unavailable",
-    "llm_timeout",
-    "budget_exhausted",
-    "circuit_open",
-    "no_llm_configured",
-    "ungrounded",
-)
+DEGRADED_REASONS: tuple[str, ...] = get_args(DegradedReason)  # the result's own list
 GROUNDING_VALUES = ("true", "false", "none")
 
 # API
