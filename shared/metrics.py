@@ -44,7 +44,7 @@ JOB_STAGES = ("queue_wait", "retrieval", "llm", "total")
 LLM_CALL_STATUSES = ("ok", "error", "timeout")
 REJECTION_REASONS = ("overloaded", "rate_limited", "concurrency", "budget")
 DEGRADED_REASONS: tuple[str, ...] = get_args(DegradedReason)  # the result's own list
-GROUNDING_VALUES = ("true", "false", "none")
+GROUNDING_VALUES = ("true", "attributed", "false", "none")
 
 # API
 HTTP_REQUESTS = Counter(
@@ -133,7 +133,8 @@ DEGRADED_ANSWERS = Counter(
 )
 ANSWER_GROUNDING = Counter(
     "ragq_answer_grounding_total",
-    "LLM answers (not cache hits) by whether they cite a given passage (none: no passages, "
+    "LLM answers (not cache hits) by whether they cite a given passage (attributed: they "
+    "cited none, ragq added the markers of the passages holding them; none: no passages, "
     "or a refusal).",
     ["grounded"],
 )

@@ -76,6 +76,7 @@ def _row(answerer: str, report: dict[str, Any], costs: dict[str, float] | None) 
         f"{o['keyword_hit_rate']:.3f}",
         "—" if not o["generated"] else f"{o['generated_keyword_hit_rate']:.3f}",
         "—" if not o["generated"] else f"{o['valid_citation_rate']:.3f}",
+        "—" if not o["generated"] else f"{o['attributed_rate']:.3f}",
         f"{latency[0]:.1f} / {latency[1]:.1f}",
         f"{report['wall_s'] / 60:.1f}",
         "—" if costs is None else f"{MODELS[answerer].size / 1e6:.0f} MB",
@@ -97,6 +98,7 @@ def markdown(rows: list[str], command: str) -> str:
         "kw hit (all)",
         "kw hit (generated)",
         "valid citations (generated)",
+        "of them added by ragq",
         "latency mean / p95 s",
         "run min",
         "weights",
@@ -112,7 +114,10 @@ def markdown(rows: list[str], command: str) -> str:
             " running). Each row is one `scripts/eval_gate.py` run over the sample set with"
             " top_k 5; *generated* are the answers the model wrote (not degraded); *valid"
             " citations*: the answer has at least one `[n]` marker and every marker names a"
-            " passage it was given. Weights, peak RSS and ready s are llama.cpp's alone.",
+            " passage it was given; *added by ragq*: of the generated answers, the share that"
+            " cited nothing and whose markers ragq added, every sentence being found in a"
+            " passage (API.md `added_markers`). Weights, peak RSS and ready s are llama.cpp's"
+            " alone.",
             "",
             "| " + " | ".join(cols) + " |",
             "|" + "|".join("---" for _ in cols) + "|",

@@ -121,6 +121,7 @@ _COLUMNS = (
     ("gen", "generated", "d"),
     ("gen kw hit", "generated_keyword_hit_rate", ".3f"),
     ("cites ok", "valid_citation_rate", ".3f"),
+    ("attrib", "attributed_rate", ".3f"),
     ("lat mean", "latency_mean_s", "s"),
     ("lat p95", "latency_p95_s", "s"),
 )

@@ -58,6 +58,7 @@ class QuestionResult:
     degraded_reason: str | None = None
     cached: bool = False
     cites_valid: bool = False  # `[n]` markers, every one naming a given passage
+    attributed: bool = False  # the LLM cited nothing; ragq added the markers (added_markers)
 
     @property
     def generated(self) -> bool:
@@ -129,6 +130,7 @@ def score_response(
         degraded_reason=response.degraded_reason,
         cached=response.cached,
         cites_valid=cites_validly(response.answer, response.citations),
+        attributed=bool(response.added_markers),
     )
 
 
@@ -151,11 +153,13 @@ class Aggregate:
     latency_mean_s: float | None
     latency_p95_s: float | None
     # of the answers the LLM generated (not degraded): how many there were, the share of
-    # all questions they are, their keyword hit rate and the share that cites validly
+    # all questions they are, their keyword hit rate, the share that cites validly and the
+    # share whose markers ragq added (the model cited nothing)
     generated: int = 0
     generated_rate: float = 0.0
     generated_keyword_hit_rate: float = 0.0
     valid_citation_rate: float = 0.0
+    attributed_rate: float = 0.0
 
 
 def aggregate(results: Sequence[QuestionResult]) -> Aggregate:
@@ -186,4 +190,5 @@ def aggregate(results: Sequence[QuestionResult]) -> Aggregate:
         generated_rate=len(generated) / n if n else 0.0,
         generated_keyword_hit_rate=mean([float(r.keyword_hit) for r in generated]),
         valid_citation_rate=mean([float(r.cites_valid) for r in generated]),
+        attributed_rate=mean([float(r.attributed) for r in generated]),
     )

@@ -101,13 +101,15 @@ def _sources(text: str) -> list[tuple[int, str]]:
     return [(number, sentence) for number, sentence in pairs if sentence]
 
 
-def answer_for(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The full answer the server gives to these chat messages (see the module docstring)."""
+def answer_for(messages: Sequence[Mapping[str, Any]], *, cite: bool = True) -> str:
+    """The full answer the server gives to these chat messages (see the module docstring);
+    without `cite`, the same sentences without their markers."""
     user = [m for m in messages if m.get("role") == "user"]
     sources = _sources(text_of(user[-1].get("content"))) if user else []
     if not sources:
         return NO_ANSWER
-    cited = " ".join(f"{sentence} [{number}]" for number, sentence in sources[:ANSWER_SOURCES])
+    quoted = sources[:ANSWER_SOURCES]
+    cited = " ".join(f"{sentence} [{n}]" if cite else sentence for n, sentence in quoted)
     return ANSWER_PREFIX + cited
 
 

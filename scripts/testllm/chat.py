@@ -52,7 +52,8 @@ async def chat(rt: Runtime, request: Request) -> Response:
     except ValueError as exc:
         return error(400, str(exc))
     stream = body.get("stream") is True
-    tokens = split_tokens(condensed_for(messages) if condensing else answer_for(messages))
+    answer = condensed_for(messages) if condensing else answer_for(messages, cite=b.cite)
+    tokens = split_tokens(answer)
     if stream and b.stream_reply == "empty":
         tokens = []
     finish_reason = "stop"

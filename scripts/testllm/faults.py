@@ -43,6 +43,7 @@ class Behaviour:
     made ("close" or "reset").
     `stream_reply` is the shape of a streaming request's reply (see the module docstring).
     `condense_fail_status` answers every condensation request with that status.
+    `cite` false answers with the same quoted sentences but no `[n]` markers.
     """
 
     token_latency_ms: float = 0.0
@@ -57,6 +58,7 @@ class Behaviour:
     stream_reply: StreamReply = "sse"
     embedding_dim: int = 64
     condense_fail_status: int | None = None
+    cite: bool = True
 
     def __post_init__(self) -> None:
         for name in ("token_latency_ms", "first_token_latency_ms"):
@@ -67,7 +69,7 @@ class Behaviour:
         _check_int(self, "fail_status", low=400, high=599, optional=True)
         _check_int(self, "condense_fail_status", low=400, high=599, optional=True)
         _check_int(self, "fail_next", low=-1)
-        for flag in ("hang", "drop_before_headers"):
+        for flag in ("hang", "drop_before_headers", "cite"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be a boolean, got {getattr(self, flag)!r}")
         _check_int(self, "hang_after_tokens", low=0, optional=True)

@@ -112,6 +112,9 @@ class JobResult(WireModel):
     # refusal; null: nothing to check (no passages, or it says it found nothing)
     grounded: bool | None = None
     removed_markers: list[str] = Field(default_factory=list)  # as the LLM wrote them
+    # appended by ragq to an answer that cited nothing but whose every sentence is found in
+    # these passages (workers/rag/attribution.py)
+    added_markers: list[str] = Field(default_factory=list)
     usage: Usage = Field(default_factory=Usage)
     cost_usd: float = 0.0
     timings_ms: dict[str, int] = Field(default_factory=dict)
@@ -156,6 +159,7 @@ class RagResponse(WireModel):
     degraded: bool
     degraded_reason: DegradedReason | None = None
     grounded: bool | None = None
+    added_markers: list[str] = Field(default_factory=list)
     cached: bool
     usage: Usage
     cost_usd: float

@@ -172,3 +172,46 @@ async def test_a_stream_cut_before_its_first_marker(
     expected = f"According to the \n\n{fallback}" if streamed else fallback
     assert (result["degraded"], result["degraded_reason"]) == (True, "llm_unavailable")
     assert (result["answer"], "".join(deltas)) == (expected, expected)
+
+
+@pytest.mark.parametrize(("policy", "held"), [("flag", False), ("extractive", True)])
+async def test_an_uncited_answer_copied_from_the_passages_gets_their_markers(
+    policy: str,
+    held: bool,
+    api: httpx.AsyncClient,
+    issue_key: Callable[..., Any],
+    make_settings: MakeSettings,
+    start_worker: StartWorker,
+    testllm: str,
+) -> None:
+    """The LLM quotes its five passages without a marker (the way small models copy): every
+    sentence is found in a passage, so ragq appends their markers after the answer and lists
+    them in `added_markers`: under `flag` as the last delta, under `extractive` with the
+    whole answer held back till then. Grounded, not degraded, and so is its cached copy."""
+    await control(testllm, cite=False)
+    settings = make_settings(llm_base_url=f"{testllm}/v1", ungrounded_policy=policy)
+    await start_worker(settings)
+    key = await issue_key("acme")
+    for doc in DOCS:
+        await ingest(api, key, doc)
+    before = grounding_count("attributed")
+    result, deltas = await answered(api, key, {"question": QUESTION, "top_k": 5})
+    again, _ = await answered(api, key, {"question": QUESTION, "top_k": 5})
+    added = ["[1]", "[2]", "[3]", "[4]", "[5]"]
+    assert result["answer"].startswith("According to the sources, ")
+    assert result["answer"].endswith("cafeteria. [1][2][3][4][5]")
+    assert result["answer"].count("[") == 5  # the passage's own "[9]" was removed
+    assert "".join(deltas) == result["answer"]
+    assert deltas[-1] == (result["answer"] if held else " [1][2][3][4][5]")
+    assert len(deltas) == 1 if held else len(deltas) > 1
+    assert (result["grounded"], result["degraded"], result["added_markers"]) == (
+        True,
+        False,
+        added,
+    )
+    assert (again["cached"], again["answer"], again["added_markers"]) == (
+        True,
+        result["answer"],
+        added,
+    )
+    assert grounding_count("attributed") - before == 1

@@ -14,7 +14,8 @@ from shared.budget import CITATION_FRAMING_CHARS, estimate
 from shared.config import Settings
 from shared.pricing import PriceTable
 from shared.prompting import ANSWER_INSTRUCTION, REFUSAL
-from shared.schemas.jobs import Citation, JobCreate
+from shared.schemas.jobs import JobCreate
+from tests.unit.passages import cite
 from workers.rag.citecheck import (
     REFUSAL_OPENINGS,
     AnswerGate,
@@ -39,21 +40,6 @@ def fed_in(pieces: list[str], valid: range = FIVE) -> str:
     """The filtered text of `pieces` fed one after the other."""
     check = CitationFilter(valid)
     return "".join(check.feed(p) for p in pieces) + check.finish()
-
-
-def cite(index: int, text: str, title: str = "Doc") -> Citation:
-    """A citation as retrieval would produce it."""
-    return Citation(
-        index=index,
-        document_id=f"d{index}",
-        chunk_id=f"d{index}:0",
-        title=title,
-        text=text,
-        start=0,
-        end=len(text),
-        score=1.0,
-        rank=index,
-    )
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from scripts.evaluation.scoring import aggregate
 from tests.unit.evaluation_fakes import question, rag, scored
 
 
@@ -75,3 +76,20 @@ def test_multi_document_questions_report_recall() -> None:
     result = scored(q, rag("a", "x", "good"))
     assert result.hit_at_k
     assert result.recall_at_k == 0.5
+
+
+def test_generated_answers_report_valid_and_added_citations() -> None:
+    """Of three answers the LLM wrote, two cite validly — one of them with the markers ragq
+    added — and one names a passage it was not given; the extractive one is not counted."""
+    q = question()
+    added = rag("Copied text. [1]", "good")
+    added["added_markers"] = ["[1]"]
+    results = [
+        scored(q, rag("It is so [1].", "good")),
+        scored(q, added),
+        scored(q, rag("It is so [4].", "good")),
+        scored(q, rag("Extractive [1].", "good", degraded=True)),
+    ]
+    overall = aggregate(results)
+    assert (overall.generated, overall.valid_citation_rate) == (3, pytest.approx(2 / 3))
+    assert overall.attributed_rate == pytest.approx(1 / 3)

@@ -8,24 +8,9 @@ import re
 import pytest
 
 from shared.prompting import ANSWER_INSTRUCTION
-from shared.schemas.jobs import Citation
+from tests.unit.passages import cite
 from workers.rag.extractive import NOTHING_FOUND, extractive_answer
 from workers.rag.prompt import SYSTEM_PROMPT, build_messages
-
-
-def cite(index: int, text: str, title: str = "Doc") -> Citation:
-    """A citation as retrieval would produce it."""
-    return Citation(
-        index=index,
-        document_id=f"d{index}",
-        chunk_id=f"d{index}:0",
-        title=title,
-        text=text,
-        start=0,
-        end=len(text),
-        score=1.0 / index,
-        rank=index,
-    )
 
 
 def test_picks_matching_sentences_with_their_source_numbers() -> None:

@@ -24,6 +24,7 @@ class Generation:
     degraded_reason: DegradedReason | None = None
     cached: bool = False
     removed_markers: list[str] = field(default_factory=list)  # by the citation check
+    added_markers: list[str] = field(default_factory=list)  # by attribution (uncited answer)
 
 
 def called(

@@ -39,6 +39,7 @@ from workers.jobs.calls import Generation, call_status, called, degraded_reason,
 from workers.jobs.condense import Condensed, condense
 from workers.jobs.resume import Emitter, JobStopped
 from workers.lifecycle import Runtime
+from workers.rag.attribution import attribute
 from workers.rag.citecheck import AnswerGate, CitationFilter, grounding
 from workers.rag.extractive import extractive_answer
 from workers.rag.prompt import affinity_key, build_messages
@@ -101,6 +102,7 @@ async def answer_question(
         degraded_reason=gen.degraded_reason,
         grounded=grounding(emitter.text, valid),
         removed_markers=removed,
+        added_markers=gen.added_markers,
         usage=_plus(gen.usage, condensed.usage),
         cost_usd=gen.cost_usd + condensed.cost_usd,
         timings_ms={"retrieval": retrieval_ms, "llm": llm_ms},
@@ -148,7 +150,8 @@ async def _generate(
         CACHE_REQUESTS.labels(layer="answer", result="hit" if hit else "miss").inc()
         if hit is not None:
             await emitter.emit(hit["answer"])
-            return not_called(Generation(hit["model"], cached=True))
+            added = list(hit.get("added_markers", []))
+            return not_called(Generation(hit["model"], cached=True, added_markers=added))
 
     prompt_chars = sum(len(m["content"]) for m in messages)
     reservation = rt.budgets.held(record)  # made at submit (policy `reject`)
@@ -209,7 +212,11 @@ async def _generate(
     await _emit(emitter, gate.finish())
     gen.removed_markers = gate.filter.removed
     if gen.degraded_reason is None:
-        ANSWER_GROUNDING.labels(grounded=GROUNDED_LABELS[gate.grounded]).inc()
+        label = GROUNDED_LABELS[gate.grounded]
+        if gate.grounded is False and (found := attribute(gate.text, citations)):
+            await _emit(emitter, gate.attribute(found))
+            gen.added_markers, label = [f"[{i}]" for i in found], "attributed"
+        ANSWER_GROUNDING.labels(grounded=label).inc()
         if not gate.released:
             gen.degraded_reason = "ungrounded"
             log.info("answer.ungrounded", chars=len(gate.text), removed=len(gate.filter.removed))
@@ -219,6 +226,7 @@ async def _generate(
             "citations": [c.model_dump(mode="json") for c in citations],
             "model": model,
             "grounded": grounding(emitter.text, [c.index for c in citations]),
+            "added_markers": gen.added_markers,
         }
         # a follow-up the LLM did not rewrite (it failed): the next such request asks again
         unrewritten = bool(request.conversation) and question == request.question

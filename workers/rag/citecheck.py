@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 
+from workers.rag.attribution import markers
+
 _ITEM = r"(?:sources?\s*)?-?[0-9]+"
 _MARKER = re.compile(rf"\[\s*{_ITEM}(?:\s*[,;]\s*{_ITEM})*\s*\]", re.IGNORECASE)
 # what a marker not yet closed can be: "[", "[1", "[1, ", "[Sour", "[Source 1 " ...
@@ -204,6 +206,7 @@ class AnswerGate:
         self.text = ""
         self._valid = valid_indices
         self._held: list[str] = []
+        self.added: list[int] = []  # markers appended by `attribute`
 
     def feed(self, delta: str) -> str:
         """What to stream now of this delta (and of the text held before it)."""
@@ -213,12 +216,24 @@ class AnswerGate:
         """What to stream at the end; under `hold`, nothing unless the answer was released."""
         return self._through(self.filter.finish())
 
+    def attribute(self, indices: list[int]) -> str:
+        """Append the markers of `indices` (given passages the uncited answer was found in:
+        workers/rag/attribution.py) and release the answer: what to stream now."""
+        self.added = list(indices)
+        suffix = markers(self.added, self.text)
+        self.text += suffix
+        if self.released:
+            return suffix
+        self.released = True
+        held, self._held = "".join(self._held), []
+        return held + suffix
+
     @property
     def grounded(self) -> bool | None:
         """The filtered answer's `grounding` so far."""
         if not self._valid:
             return None
-        if self.filter.cited:
+        if self.filter.cited or self.added:
             return True
         return None if is_refusal(self.text) else False
 
