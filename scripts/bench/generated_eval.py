@@ -22,10 +22,11 @@ from typing import Any
 
 import httpx
 
+from scripts.bench.reportfile import git_commit, markers, table, write_section
 from scripts.harness import ROOT
 from scripts.localllm.catalog import MODELS
 
-SECTION = ("<!-- eval:generated -->", "<!-- /eval:generated -->")
+SECTION = markers("generated", "eval")
 PROMPT = [{"role": "user", "content": "Name one colour of the rainbow."}]
 
 
@@ -66,7 +67,7 @@ def engine_costs(name: str) -> dict[str, float]:
     return {"ready_s": ready_s, "rss_mib": peak_kb / 1024}
 
 
-def _row(answerer: str, report: dict[str, Any], costs: dict[str, float] | None) -> str:
+def _row(answerer: str, report: dict[str, Any], costs: dict[str, float] | None) -> list[str]:
     o = report["overall"]
     latency = o["latency_mean_s"], o["latency_p95_s"]
     cells = [
@@ -83,13 +84,11 @@ def _row(answerer: str, report: dict[str, Any], costs: dict[str, float] | None) 
         "—" if costs is None else f"{costs['rss_mib']:.0f} MiB",
         "—" if costs is None else f"{costs['ready_s']:.1f}",
     ]
-    return "| " + " | ".join(cells) + " |"
+    return cells
 
 
-def markdown(rows: list[str], command: str) -> str:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+def markdown(rows: list[list[str]], command: str) -> str:
+    commit = git_commit()
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     cols = [
         "answerer",
@@ -119,9 +118,7 @@ def markdown(rows: list[str], command: str) -> str:
             " passage (API.md `added_markers`). Weights, peak RSS and ready s are llama.cpp's"
             " alone.",
             "",
-            "| " + " | ".join(cols) + " |",
-            "|" + "|".join("---" for _ in cols) + "|",
-            *rows,
+            *table(cols, rows),
             SECTION[1],
         ]
     )
@@ -152,14 +149,7 @@ def main() -> int:
         rows, shlex.join(["python", "scripts/bench/generated_eval.py", *sys.argv[1:]])
     )
     print(section)
-    out = Path(args.out)
-    text = out.read_text(encoding="utf-8")
-    start, end = text.find(SECTION[0]), text.find(SECTION[1])
-    if start >= 0 and end > start:
-        text = text[:start] + section + text[end + len(SECTION[1]) :]
-    else:
-        text = f"{text.rstrip()}\n\n{section}\n"
-    out.write_text(text, encoding="utf-8")
+    write_section(Path(args.out), section, "generated", kind="eval", intro="# Evaluation\n")
     return 0
 
 

@@ -18,9 +18,16 @@ from scripts.bench.stack import log
 from scripts.harness import ROOT
 
 
-def markers(section: str) -> tuple[str, str]:
-    """The comment lines that delimit one section of the report file."""
-    return f"<!-- bench:{section} -->", f"<!-- /bench:{section} -->"
+def markers(section: str, kind: str = "bench") -> tuple[str, str]:
+    """The comment lines that delimit one section of a report file (`eval` in docs/EVAL.md)."""
+    return f"<!-- {kind}:{section} -->", f"<!-- /{kind}:{section} -->"
+
+
+def table(cols: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """A Markdown table's lines: the header, its rule, a line per row."""
+    lines = ["| " + " | ".join(str(c) for c in cells) + " |" for cells in [cols, *rows]]
+    lines.insert(1, "|" + "|".join("---" for _ in cols) + "|")
+    return lines
 
 
 INTRO = """# Benchmarks
@@ -112,10 +119,12 @@ def findings_markdown(findings: list[str]) -> list[str]:
     return ["", "### Warnings and errors in the stack's logs", "", *(f"- `{f}`" for f in findings)]
 
 
-def write_section(path: Path, section: str, name: str) -> None:
+def write_section(
+    path: Path, section: str, name: str, *, kind: str = "bench", intro: str = INTRO
+) -> None:
     """Create the file with an intro if missing; replace or append this benchmark's section."""
-    text = read_text(path) or INTRO
-    begin, end = markers(name)
+    text = read_text(path) or intro
+    begin, end = markers(name, kind)
     if begin in text and end in text:
         pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
         text = pattern.sub(lambda _: section, text, count=1)

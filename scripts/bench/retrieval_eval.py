@@ -17,7 +17,6 @@ import asyncio
 import json
 import re
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scripts.bench.reportfile import git_commit, markers, table, write_section
 from shared.config import Settings
 from workers.rag.chunking import chunk_text
 from workers.rag.embeddings import Embedder, build_embedder
@@ -208,24 +208,20 @@ def _now() -> str:
 
 def _markdown(rows: list[dict[str, object]], command: str) -> str:
     cols = ["data", "embedder", "mode", "hit@5", "MRR@10", "ingest chunks/s", "chunks", "questions"]
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    begin, end = markers("retrieval", "eval")
     lines = [
-        "<!-- eval:retrieval -->",
+        begin,
         "## Retrieval: embedders × search modes",
         "",
-        f"Command: `{command}` (commit `{commit}`, {_now()} UTC,"
+        f"Command: `{command}` (commit `{git_commit()}`, {_now()} UTC,"
         " 2-core machine, OPENBLAS_CORETYPE as set there). Document-level metrics: a question"
         " hits when a gold document is among the first 5 distinct documents retrieved; MRR@10"
         " over the first 10 distinct documents. Chunks/s include embedding and upsert into"
         " local-mode Qdrant.",
         "",
-        "| " + " | ".join(cols) + " |",
-        "|" + "|".join("---" for _ in cols) + "|",
+        *table(cols, [[r[c] for c in cols] for r in rows]),
+        end,
     ]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    lines.append("<!-- /eval:retrieval -->")
     return "\n".join(lines)
 
 
@@ -240,11 +236,7 @@ def main() -> int:
     rows = asyncio.run(evaluate(args.embedders.split(",")))
     section = _markdown(rows, shlex.join(["python", *sys.argv]))
     print(section)
-    out = Path(args.out)
-    text = out.read_text(encoding="utf-8") if out.exists() else "# Retrieval evaluation\n"
-    pattern = re.compile(r"<!-- eval:retrieval -->.*?<!-- /eval:retrieval -->", re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else f"{text}\n{section}\n"
-    out.write_text(text, encoding="utf-8")
+    write_section(Path(args.out), section, "retrieval", kind="eval", intro="# Evaluation\n")
     return 0
 
 

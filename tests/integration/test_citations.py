@@ -12,6 +12,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from shared.config import Settings
 from shared.schemas.jobs import Citation
 from tests.conftest import MakeSettings
 from tests.integration.conftest import Answering, auth, finished, ingest, sse_events
@@ -34,6 +35,23 @@ DOCS = [
 ]
 QUESTION = "Why does the key rotation fail with VLT-4031?"
 SHORT = {"question": "What is VLT-4031?", "max_tokens": 4}  # cut before its first marker
+
+
+@pytest.fixture
+def five_passages(
+    api: httpx.AsyncClient, issue_key: Callable[..., Any], start_worker: StartWorker
+) -> Answering:
+    """`await five_passages(settings)`: a worker with these settings, and the key of a
+    tenant (acme) whose corpus holds `DOCS`."""
+
+    async def start(settings: Settings) -> str:
+        await start_worker(settings)
+        key: str = await issue_key("acme")
+        for doc in DOCS:
+            await ingest(api, key, doc)
+        return key
+
+    return start
 
 
 def grounding_count(value: str) -> float:
@@ -60,20 +78,13 @@ def extractive_of(result: dict[str, Any], question: str) -> str:
 
 
 async def test_a_marker_of_no_given_passage_is_removed_from_stream_and_result(
-    api: httpx.AsyncClient,
-    issue_key: Callable[..., Any],
-    make_settings: MakeSettings,
-    start_worker: StartWorker,
-    testllm: str,
+    five_passages: Answering, api: httpx.AsyncClient, make_settings: MakeSettings, testllm: str
 ) -> None:
     """The LLM's `[9]` over five passages: no delta carries it, the deltas still make the
     answer, `removed_markers` names it and the answer, citing other passages, is grounded;
     the same request from the cache (`/v1/rag`, then the OpenAI surface) is grounded too,
     and counts no second LLM answer."""
-    await start_worker(make_settings(llm_base_url=f"{testllm}/v1"))
-    key = await issue_key("acme")
-    for doc in DOCS:
-        await ingest(api, key, doc)
+    key = await five_passages(make_settings(llm_base_url=f"{testllm}/v1"))
     before = grounding_count("true")
     result, deltas = await answered(api, key, {"question": QUESTION, "top_k": 5})
     prompt = (await stats(testllm))["last_request"]["messages"][1]["content"]
@@ -178,10 +189,9 @@ async def test_a_stream_cut_before_its_first_marker(
 async def test_an_uncited_answer_copied_from_the_passages_gets_their_markers(
     policy: str,
     held: bool,
+    five_passages: Answering,
     api: httpx.AsyncClient,
-    issue_key: Callable[..., Any],
     make_settings: MakeSettings,
-    start_worker: StartWorker,
     testllm: str,
 ) -> None:
     """The LLM quotes its five passages without a marker (the way small models copy): every
@@ -189,11 +199,7 @@ async def test_an_uncited_answer_copied_from_the_passages_gets_their_markers(
     them in `added_markers`: under `flag` as the last delta, under `extractive` with the
     whole answer held back till then. Grounded, not degraded, and so is its cached copy."""
     await control(testllm, cite=False)
-    settings = make_settings(llm_base_url=f"{testllm}/v1", ungrounded_policy=policy)
-    await start_worker(settings)
-    key = await issue_key("acme")
-    for doc in DOCS:
-        await ingest(api, key, doc)
+    key = await five_passages(make_settings(llm_base_url=f"{testllm}/v1", ungrounded_policy=policy))
     before = grounding_count("attributed")
     result, deltas = await answered(api, key, {"question": QUESTION, "top_k": 5})
     again, _ = await answered(api, key, {"question": QUESTION, "top_k": 5})
