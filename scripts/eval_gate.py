@@ -29,12 +29,14 @@ from scripts import evaluation
 from scripts.evaluation.options import DEFAULT_CONCURRENCY, DEFAULT_REQUEST_TIMEOUT_S
 from scripts.harness import ROOT, CorpusDoc, HarnessError, Stack, ingest, read_corpus
 from scripts.localllm.catalog import DEFAULT_MODEL, MODELS, model_named
-from scripts.localllm.settings import local_env
+from scripts.localllm.settings import LOCAL_JOB_TIMEOUT_S, local_env
 from scripts.localllm.weights import WeightsError, ensure_weights
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"  # reserved for the gate: flushed before and after
 KEY_PREFIX = "ragqgate"
 LOCAL_REQUEST_TIMEOUT_S = 120.0  # a CPU model: a minute per answer, a slot to wait for
+# and a question still running then is followed to its job's own end: late is not wrong
+LOCAL_ANSWER_TIMEOUT_S = float(LOCAL_JOB_TIMEOUT_S)
 
 
 class GateError(HarnessError):
@@ -139,6 +141,8 @@ async def _start_local_llm(stack: Stack, args: argparse.Namespace) -> None:
         args.concurrency = model.parallel
     if args.timeout == DEFAULT_REQUEST_TIMEOUT_S:
         args.timeout = LOCAL_REQUEST_TIMEOUT_S
+    if args.answer_timeout is None:
+        args.answer_timeout = LOCAL_ANSWER_TIMEOUT_S
 
 
 async def _main(args: argparse.Namespace) -> int:

@@ -59,6 +59,16 @@ def _timeout(text: str) -> float:
     return value
 
 
+def _answer_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1.0 <= value <= 3600.0:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 3600 seconds, got {text}")
+    return value
+
+
 def add_eval_arguments(parser: argparse.ArgumentParser, *, target: bool = True) -> None:
     """The evaluation's options; `target=False` leaves out --url/--key (the gate sets them)."""
     if target:
@@ -124,6 +134,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser, *, target: bool = True) 
         help="the `timeout` of each POST /v1/rag, seconds (default: %(default)s)",
     )
     parser.add_argument(
+        "--answer-timeout",
+        type=_answer_timeout,
+        default=None,
+        help="after a POST /v1/rag that timed out (504), follow its job until this many "
+        "seconds after the question was asked (default: not followed, a 504 is a miss)",
+    )
+    parser.add_argument(
         "--json-out",
         default=str(DEFAULT_JSON_OUT),
         help="machine-readable report; empty string = none (default: %(default)s)",
@@ -140,6 +157,7 @@ def options_from_args(args: argparse.Namespace, *, url: str, key: str) -> EvalOp
         mrr_depth=args.mrr_depth,
         concurrency=args.concurrency,
         request_timeout_s=args.timeout,
+        answer_timeout_s=args.answer_timeout,
         thresholds=Thresholds(
             keyword_hit_rate=args.threshold,
             hit_at_k=args.min_hit_at_k,

@@ -47,6 +47,9 @@ class EvalOptions:
     mrr_depth: int = DEFAULT_MRR_DEPTH
     concurrency: int = DEFAULT_CONCURRENCY
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    # a question whose POST /v1/rag timed out (504, the job still running) is followed with
+    # GET /v1/jobs/{id}?wait= until this long after it was asked; None: not followed
+    answer_timeout_s: float | None = None
     thresholds: Thresholds = Thresholds()
     json_out: Path | None = DEFAULT_JSON_OUT
     sample: int | None = None  # ask only this many questions, spread over the set

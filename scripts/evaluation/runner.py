@@ -27,6 +27,8 @@ from scripts.evaluation.report import EXIT_USAGE, EvalReport, build_report, form
 from scripts.evaluation.scoring import QuestionResult, failed_result, score_response
 from shared.schemas.jobs import RagResponse
 
+FOLLOW_WAIT_S = 30  # the API's longest `GET /v1/jobs/{id}?wait=`
+
 
 class EvalSetupError(Exception):
     """The evaluation cannot run: ragq is not reachable, not ready, or refuses the key."""
@@ -87,6 +89,9 @@ async def _ask(
         started = time.perf_counter()
         try:
             response = await client.post("/v1/rag", json=body)
+            job_id = _running_job(response)
+            if job_id is not None and options.answer_timeout_s is not None:
+                response = await _follow(client, job_id, started + options.answer_timeout_s)
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}".rstrip(": ")
             return failed_result(
@@ -104,6 +109,35 @@ async def _ask(
     return score_response(
         question, parsed, k=options.k, mrr_depth=options.mrr_depth, latency_s=latency
     )
+
+
+def _running_job(response: httpx.Response) -> str | None:
+    """The job id of a `504` from `POST /v1/rag`: the job is still running."""
+    if response.status_code != 504:
+        return None
+    try:
+        job_id = response.json().get("job_id")
+    except ValueError:
+        return None
+    return job_id if isinstance(job_id, str) else None
+
+
+async def _follow(client: httpx.AsyncClient, job_id: str, deadline: float) -> httpx.Response:
+    """Long-poll the job until it is terminal or `deadline` (perf_counter) passes: a
+    `POST /v1/rag`-shaped `200` for a completed job, else a problem response of its own."""
+    while (left := deadline - time.perf_counter()) > 0:
+        wait = max(1, min(FOLLOW_WAIT_S, int(left)))
+        polled = await client.get(f"/v1/jobs/{job_id}", params={"wait": wait}, timeout=wait + 15)
+        if polled.status_code != 200:
+            return polled
+        job = polled.json()
+        if job["status"] == "completed":
+            return httpx.Response(200, json={"job_id": job_id, **job["result"]})
+        if job["status"] in ("failed", "cancelled"):
+            problem = {"title": f"job {job['status']}", "detail": str(job.get("error"))}
+            return httpx.Response(409, json={**problem, "job_id": job_id})
+    problem = {"title": "Timeout", "detail": f"job {job_id} still running at the answer timeout"}
+    return httpx.Response(504, json={**problem, "job_id": job_id})
 
 
 async def evaluate(

@@ -20,22 +20,11 @@ from scripts.localllm.catalog import MODELS
 from scripts.localllm.settings import local_env
 from scripts.localllm.weights import ensure_weights
 from tests.e2e.conftest import Stack, auth, finished
+from tests.e2e.test_stack import DOC
 
 pytestmark = pytest.mark.e2e
 
 MODEL = MODELS["smollm2-135m"]
-DOC = {
-    "id": "key-rotation",
-    "title": "Rotating signing keys",
-    "text": (
-        "# Rotating signing keys\n\n"
-        "Rotate a signing key with vault keys rotate and keep both keys valid during the "
-        "overlap window, which defaults to seventy two hours for every service in the fleet.\n\n"
-        "## Errors\n\n"
-        "A pinned consumer makes the rotation fail with error VLT-4031 until it is unpinned by "
-        "its owning team through the consumers command of the vault tool. Then retry.\n"
-    ),
-}
 QUESTION = {"question": "How do I rotate a signing key?", "max_tokens": 48}
 # five chunks on the same subject: five of them overflow a small context, one does not
 LONG_DOC = {

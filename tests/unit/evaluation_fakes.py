@@ -75,8 +75,11 @@ def fake_ragq(
     ready: int = 200,
     auth: int = 200,
     seen: list[dict[str, Any]] | None = None,
+    polls: list[dict[str, Any]] | None = None,
 ) -> httpx.MockTransport:
-    """A stand-in for the API: answers each question (by its text) with the given outcome."""
+    """A stand-in for the API: answers each question (by its text) with the given outcome
+    (an int: that status, with `job_id` "job_x"); `GET /v1/jobs/job_x` answers the next of
+    `polls` (job bodies), each poll's `wait` noted in its `"_wait"`."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/readyz":
@@ -85,6 +88,10 @@ def fake_ragq(
             return httpx.Response(401, json={"title": "Unauthorized", "status": 401})
         if request.url.path == "/v1/documents":
             return httpx.Response(auth, json={"object": "list", "data": [], "has_more": False})
+        if request.url.path == "/v1/jobs/job_x" and polls:
+            job = polls.pop(0)
+            job["_wait"] = request.url.params["wait"]
+            return httpx.Response(200, json=job)
         body = json.loads(request.content)
         if seen is not None:
             seen.append(body)

@@ -137,3 +137,35 @@ async def test_a_bad_data_file_is_a_usage_error(
     options = make_options([question()], data=bad)
     assert await run_async(options, out=io.StringIO(), err=err, transport=fake_ragq({})) == 2
     assert "bad.jsonl:1:" in err.getvalue()
+
+
+async def test_a_timed_out_question_is_followed_to_its_answer_with_an_answer_timeout(
+    make_options: Callable[..., EvalOptions],
+) -> None:
+    """With `answer_timeout_s` a 504 is not a miss yet: the job is long-polled until it
+    completes, and its result is scored like any answer; a job that fails is a miss."""
+    qs = [question("q1"), question("q2")]
+    running = {"id": "job_x", "status": "in_progress", "result": None}
+    done = {"id": "job_x", "status": "completed", "result": rag("VLT-4031 [1]", "good")}
+    failed = {"id": "job_x", "status": "failed", "error": {"type": "timeout", "message": "x"}}
+    polls = [running, done, failed]
+    outcomes: dict[str, Outcome] = {"question q1?": 504, "question q2?": 504}
+    options = make_options(qs, concurrency=1, answer_timeout_s=600.0)
+    transport = fake_ragq(outcomes, polls=polls)
+    assert await run_async(options, out=io.StringIO(), transport=transport) == 1
+    assert options.json_out is not None
+    by_id = {r["id"]: r for r in json.loads(options.json_out.read_text())["questions"]}
+    assert (by_id["q1"]["error"], by_id["q1"]["keyword_hit"]) == (None, True)
+    assert by_id["q2"]["http_status"] == 409
+    assert "failed" in by_id["q2"]["error"]
+    assert [p["_wait"] for p in (running, done, failed)] == ["30", "30", "30"]
+
+
+async def test_without_an_answer_timeout_a_504_is_not_followed(
+    make_options: Callable[..., EvalOptions],
+) -> None:
+    polls = [{"id": "job_x", "status": "completed", "result": rag("VLT-4031 [1]", "good")}]
+    options = make_options([question("q1")])
+    transport = fake_ragq({"question q1?": 504}, polls=polls)
+    assert await run_async(options, out=io.StringIO(), transport=transport) == 1
+    assert len(polls) == 1  # never asked for
