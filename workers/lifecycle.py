@@ -36,6 +36,8 @@ from workers.rag.vectorstore import ChunkStore
 
 log = get_logger("workers.lifecycle")
 LISTEN_SLICE_S = 5.0  # below the blocking pool's socket timeout
+STOP_EVERY_S = 1.0  # how long `stop_loops` waits before cancelling a loop again
+STOP_ATTEMPTS = 10
 
 
 @dataclass(slots=True)
@@ -235,3 +237,22 @@ async def cancel_listener(rt: Runtime) -> None:
         except RedisError as exc:
             log.warning("worker.cancel_listener_failed", error=str(exc))
             await asyncio.sleep(1)
+
+
+async def stop_loops(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the background loops and wait for them, cancelling again those still running.
+    A cancel that lands inside a redis-py call can be swallowed — turned into a redis
+    `TimeoutError`, which the loop takes for a failed round trip — and a loop cancelled
+    once would run on, holding the worker's shutdown forever (seen in CI: the heartbeat)."""
+    for _ in range(STOP_ATTEMPTS):
+        running = [t for t in tasks if not t.done()]
+        if not running:
+            break
+        for task in running:
+            task.cancel()
+        await asyncio.wait(running, timeout=STOP_EVERY_S)
+    else:
+        log.error("worker.loops_not_stopped", loops=[t.get_name() for t in tasks if not t.done()])
+    for task in tasks:
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+            log.error("worker.loop_failed", loop=task.get_name(), error=repr(error))

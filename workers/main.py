@@ -22,7 +22,7 @@ from shared.queue import json_dumps, json_loads
 from shared.redis_keys import QUEUES, Keys
 from shared.schemas.jobs import JobError
 from workers.jobs import FUNCTIONS
-from workers.lifecycle import Runtime, beat, cancel_listener, heartbeat, open_runtime
+from workers.lifecycle import Runtime, beat, cancel_listener, heartbeat, open_runtime, stop_loops
 from workers.metrics import start_exporter
 from workers.runtime import RagqWorker
 
@@ -99,7 +99,10 @@ async def serve(
     exporter = await start_exporter(settings, queues)
     gauges = GaugeRefresher(rt.redis, rt.keys, queues).start()
     await beat(rt)
-    background = [asyncio.create_task(heartbeat(rt)), asyncio.create_task(cancel_listener(rt))]
+    background = [
+        asyncio.create_task(heartbeat(rt), name="ragq-heartbeat"),
+        asyncio.create_task(cancel_listener(rt), name="ragq-cancel-listener"),
+    ]
     runs = [asyncio.create_task(w.async_run()) for w in workers]
     log.info("worker.started", queues=list(queues), max_jobs=settings.worker_max_jobs)
     if started is not None:
@@ -124,9 +127,7 @@ async def serve(
         for task in jobs:
             task.cancel()  # shutdown: arq puts these jobs back on the queue
         await asyncio.gather(*runs, *jobs, return_exceptions=True)
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await stop_loops(background)
         await gauges.aclose()
         if exporter is not None:
             exporter.close()
