@@ -49,24 +49,19 @@ def _int_in(low: int, high: int) -> Any:
     return parse
 
 
-def _timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 1.0 <= value <= 120.0:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 120 seconds, got {text}")
-    return value
+def _seconds_in(low: float, high: float) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be between {low:g} and {high:g} seconds, got {text}"
+            )
+        return value
 
-
-def _answer_timeout(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 1.0 <= value <= 3600.0:
-        raise argparse.ArgumentTypeError(f"must be between 1 and 3600 seconds, got {text}")
-    return value
+    return parse
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser, *, target: bool = True) -> None:
@@ -129,13 +124,13 @@ def add_eval_arguments(parser: argparse.ArgumentParser, *, target: bool = True) 
     )
     parser.add_argument(
         "--timeout",
-        type=_timeout,
+        type=_seconds_in(1.0, 120.0),
         default=DEFAULT_REQUEST_TIMEOUT_S,
         help="the `timeout` of each POST /v1/rag, seconds (default: %(default)s)",
     )
     parser.add_argument(
         "--answer-timeout",
-        type=_answer_timeout,
+        type=_seconds_in(1.0, 3600.0),
         default=None,
         help="after a POST /v1/rag that timed out (504), follow its job until this many "
         "seconds after the question was asked (default: not followed, a 504 is a miss)",
