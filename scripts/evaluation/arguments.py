@@ -26,42 +26,25 @@ from scripts.evaluation.report import EXIT_USAGE
 from scripts.evaluation.runner import run
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+def _in_range(kind: type[int] | type[float], low: float, high: float, unit: str = "") -> Any:
+    """An argparse `type`: the text as `kind` (int or float), between `low` and `high`."""
+    what = "an integer" if kind is int else "a number"
 
-
-def _int_in(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {text}")
-        return value
-
-    return parse
-
-
-def _seconds_in(low: float, high: float) -> Any:
     def parse(text: str) -> float:
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+            raise argparse.ArgumentTypeError(f"not {what}: {text!r}") from None
         if not low <= value <= high:
             raise argparse.ArgumentTypeError(
-                f"must be between {low:g} and {high:g} seconds, got {text}"
+                f"must be between {low:g} and {high:g}{unit}, got {text}"
             )
         return value
 
     return parse
+
+
+_fraction = _in_range(float, 0.0, 1.0)
 
 
 def add_eval_arguments(parser: argparse.ArgumentParser, *, target: bool = True) -> None:
@@ -100,37 +83,37 @@ def add_eval_arguments(parser: argparse.ArgumentParser, *, target: bool = True) 
     )
     parser.add_argument(
         "--sample",
-        type=_int_in(1, 100_000),
+        type=_in_range(int, 1, 100_000),
         help="ask only N of the questions, spread evenly over the set (default: all)",
     )
     parser.add_argument(
         "--top-k",
-        type=_int_in(1, MAX_TOP_K),
+        type=_in_range(int, 1, MAX_TOP_K),
         default=DEFAULT_K,
         help="k of hit@k, recall@k and precision@k (default: %(default)s)",
     )
     parser.add_argument(
         "--mrr-depth",
-        type=_int_in(1, MAX_TOP_K),
+        type=_in_range(int, 1, MAX_TOP_K),
         default=DEFAULT_MRR_DEPTH,
         help="MRR looks this deep; questions are asked with top_k=max(k, depth) "
         "(default: %(default)s)",
     )
     parser.add_argument(
         "--concurrency",
-        type=_int_in(1, 256),
+        type=_in_range(int, 1, 256),
         default=DEFAULT_CONCURRENCY,
         help="questions in flight at once (default: %(default)s)",
     )
     parser.add_argument(
         "--timeout",
-        type=_seconds_in(1.0, 120.0),
+        type=_in_range(float, 1, 120, " seconds"),
         default=DEFAULT_REQUEST_TIMEOUT_S,
         help="the `timeout` of each POST /v1/rag, seconds (default: %(default)s)",
     )
     parser.add_argument(
         "--answer-timeout",
-        type=_seconds_in(1.0, 3600.0),
+        type=_in_range(float, 1, 3600, " seconds"),
         default=None,
         help="after a POST /v1/rag that timed out (504), follow its job until this many "
         "seconds after the question was asked (default: not followed, a 504 is a miss)",
