@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from scripts.bench.reportfile import git_commit, markers, table, write_section
+from scripts.evalsets.load import held_out
+from scripts.evalsets.load import load as load_evalset
+from scripts.evalsets.load import names as evalset_names
 from shared.config import Settings
 from workers.rag.chunking import chunk_text
 from workers.rag.embeddings import Embedder, build_embedder
@@ -155,11 +158,47 @@ async def _score(ds: DataSet, store: ChunkStore, embedder: Embedder, mode: Searc
     return Scores(hits / n, rr / n)
 
 
-async def evaluate(embedders: list[str]) -> list[dict[str, object]]:
+def evalset(name: str) -> DataSet:
+    """A set built by `scripts.evalsets` (data/evalsets/NAME)."""
+    docs, questions = load_evalset(name)
+    ds = DataSet(name, [(d.id, d.title, d.text) for d in docs])
+    ds.questions = [(q.question, set(q.expected_doc_ids)) for q in questions]
+    return ds
+
+
+def data_set(name: str) -> DataSet:
+    """A data set by name: `sample`, `python-faq`, or one of data/evalsets/."""
+    builders = {"sample": sample_corpus, "python-faq": python_faq}
+    return builders[name]() if name in builders else evalset(name)
+
+
+def macro_rows(rows: list[dict[str, object]], held_out: str) -> list[dict[str, object]]:
+    """The mean hit@5 and MRR@10 of each (embedder, mode) over the sets, the held-out one
+    left out (it is a final check, never a reason to choose)."""
+    groups: dict[tuple[object, object], list[dict[str, object]]] = {}
+    for row in rows:
+        if row["data"] != held_out:
+            groups.setdefault((row["embedder"], row["mode"]), []).append(row)
+    return [
+        {
+            "data": f"macro average ({len(group)} sets)",
+            "embedder": embedder,
+            "mode": mode,
+            "hit@5": round(sum(float(str(r["hit@5"])) for r in group) / len(group), 3),
+            "MRR@10": round(sum(float(str(r["MRR@10"])) for r in group) / len(group), 3),
+            "ingest chunks/s": "—",
+            "chunks": sum(int(str(r["chunks"])) for r in group),
+            "questions": sum(int(str(r["questions"])) for r in group),
+        }
+        for (embedder, mode), group in groups.items()
+    ]
+
+
+async def evaluate(embedders: list[str], sets: list[str]) -> list[dict[str, object]]:
     """Every (data set, embedder, mode) combination."""
     rows: list[dict[str, object]] = []
     executor = ThreadPoolExecutor(2)
-    for ds in (sample_corpus(), python_faq()):
+    for ds in map(data_set, sets):
         for model in embedders:
             with tempfile.TemporaryDirectory() as tmp:
                 settings = Settings(_env_file=None, qdrant_path=Path(tmp), embeddings_model=model)
@@ -206,12 +245,12 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime())
 
 
-def _markdown(rows: list[dict[str, object]], command: str) -> str:
+def _markdown(rows: list[dict[str, object]], command: str, section: str, title: str) -> str:
     cols = ["data", "embedder", "mode", "hit@5", "MRR@10", "ingest chunks/s", "chunks", "questions"]
-    begin, end = markers("retrieval", "eval")
+    begin, end = markers(section, "eval")
     lines = [
         begin,
-        "## Retrieval: embedders × search modes",
+        f"## {title}",
         "",
         f"Command: `{command}` (commit `{git_commit()}`, {_now()} UTC,"
         " 2-core machine, OPENBLAS_CORETYPE as set there). Document-level metrics: a question"
@@ -231,12 +270,23 @@ def main() -> int:
     parser.add_argument(
         "--embedders", default="wordllama-l2-supercat-256,all-minilm-l6-v2", help="comma list"
     )
+    parser.add_argument(
+        "--sets",
+        default=",".join(["sample", "python-faq", *evalset_names()]),
+        help="comma list: sample, python-faq and the sets in data/evalsets/ (default: all)",
+    )
     parser.add_argument("--out", default="docs/EVAL.md")
+    parser.add_argument("--section", default="retrieval", help="the EVAL.md section to write")
     args = parser.parse_args()
-    rows = asyncio.run(evaluate(args.embedders.split(",")))
-    section = _markdown(rows, shlex.join(["python", *sys.argv]))
+    sets = args.sets.split(",")
+    rows = asyncio.run(evaluate(args.embedders.split(","), sets))
+    title = "Retrieval: embedders × search modes"
+    if len(sets) > 1:
+        rows += macro_rows(rows, held_out())
+        title += f", per set and their macro average (without the held-out `{held_out()}`)"
+    section = _markdown(rows, shlex.join(["python", *sys.argv]), args.section, title)
     print(section)
-    write_section(Path(args.out), section, "retrieval", kind="eval", intro="# Evaluation\n")
+    write_section(Path(args.out), section, args.section, kind="eval", intro="# Evaluation\n")
     return 0
 
 
