@@ -24,7 +24,7 @@ def _files(spec: SetSpec, cache: Path) -> Files:
     """Each package's wanted files, fetched into the cache if need be."""
     out: Files = {}
     for p in spec.packages:
-        wanted = functools.partial(spec.wanted, p.name)
+        wanted = functools.partial(spec.wants, p.name)
         out[p.name] = debarchive.read(debarchive.fetch(p, cache), wanted)
     return out
 

@@ -20,12 +20,11 @@ PKG = DebPackage(
     "pool/main/b/borgbackup/borgbackup-doc_1.2.4-1_all.deb",
 )
 SOURCES = "usr/share/doc/borgbackup/html/_sources/"
-COPYRIGHT = "usr/share/doc/borgbackup-doc/copyright"
 FAQ = "faq.rst"
 
 
 def _wanted(pkg: str, path: str) -> bool:
-    return path == COPYRIGHT or (path.startswith(SOURCES) and path.endswith(".rst.txt"))
+    return path.startswith(SOURCES) and path.endswith(".rst.txt")
 
 
 def build(files: Files) -> EvalSet:
@@ -48,7 +47,6 @@ SPEC = SetSpec(
     licence="BSD-3-Clause",
     packages=(PKG,),
     wanted=_wanted,
-    licence_files=((PKG.name, COPYRIGHT),),
     build=build,
     derivation=(
         f"FAQ: `/{SOURCES}{FAQ}.txt` (entries: level 3, the `-` underlines). Distractors:"

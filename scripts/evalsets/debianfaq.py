@@ -22,12 +22,11 @@ PKG = DebPackage(
     "pool/main/d/debian-faq/debian-faq_11.1_all.deb",
 )
 TEXT = "usr/share/doc/debian/FAQ/debian-faq.en.txt.gz"
-COPYRIGHT = "usr/share/doc/debian-faq/copyright"
 OUT_OF_CONTEXT = frozenset({"What is this FAQ?"})
 
 
 def _wanted(pkg: str, path: str) -> bool:
-    return path in (TEXT, COPYRIGHT)
+    return path == TEXT
 
 
 def build(files: Files) -> EvalSet:
@@ -46,7 +45,6 @@ SPEC = SetSpec(
     " Interest)",
     packages=(PKG,),
     wanted=_wanted,
-    licence_files=((PKG.name, COPYRIGHT),),
     build=build,
     derivation=(
         f"FAQ and distractors: `/{TEXT}` (the package holds nothing else in English), cut at"

@@ -21,7 +21,6 @@ PKG = DebPackage(
     "pool/updates/main/p/python-django/python-django-doc_3.2.25-0+deb12u7_all.deb",
 )
 HTML = "usr/share/doc/python-django-doc/html/"
-COPYRIGHT = "usr/share/doc/python-django-doc/copyright"
 GUIDES = ("intro/", "topics/", "howto/", "misc/", "glossary.html")
 # "this" is Django: without the FAQ around them they name nothing
 OUT_OF_CONTEXT = frozenset({"Why does this project exist?", "Who’s behind this?"})
@@ -31,7 +30,7 @@ SKIP = Skip.of(
 
 
 def _wanted(pkg: str, path: str) -> bool:
-    return path == COPYRIGHT or (path.startswith(HTML) and path.endswith(".html"))
+    return path.startswith(HTML) and path.endswith(".html")
 
 
 def build(files: Files) -> EvalSet:
@@ -60,7 +59,6 @@ SPEC = SetSpec(
     licence="BSD-3-Clause",
     packages=(PKG,),
     wanted=_wanted,
-    licence_files=((PKG.name, COPYRIGHT),),
     build=build,
     derivation=(
         f"FAQ: `/{HTML}faq/*.html` (entries `<h2>` and `<h3>`). Distractors: every section"

@@ -23,7 +23,6 @@ PKG = DebPackage(
     "pool/main/r/r-base/r-doc-html_4.2.2.20221110-2_all.deb",
 )
 MANUAL = "usr/share/R/doc/manual/"
-COPYRIGHT = "usr/share/doc/r-doc-html/copyright"
 FAQ = "R-FAQ.html"
 MANUALS = ("R-intro", "R-admin", "R-data", "R-lang", "R-exts", "R-ints")
 SKIP = Skip.of(
@@ -60,7 +59,7 @@ def notices(files: Files) -> str:
 
 
 def _wanted(pkg: str, path: str) -> bool:
-    return path == COPYRIGHT or (path.startswith(MANUAL) and path.endswith(".html"))
+    return path.startswith(MANUAL) and path.endswith(".html")
 
 
 def build(files: Files) -> EvalSet:
@@ -82,7 +81,6 @@ SPEC = SetSpec(
     " with their notice (R Core Team)",
     packages=(PKG,),
     wanted=_wanted,
-    licence_files=((PKG.name, COPYRIGHT),),
     common_licences=("GPL-2",),
     licence_notice=notices,
     build=build,

@@ -38,11 +38,27 @@ class SetSpec:
     licence: str  # SPDX-style summary of the documentation's licence
     packages: tuple[DebPackage, ...]
     wanted: Callable[[str, str], bool]  # (package name, path) -> read this file?
-    licence_files: tuple[tuple[str, str], ...]  # (package name, path) copied into LICENSE
     build: Callable[[Files], EvalSet]
     derivation: str  # Markdown: which files are FAQ, which distractors, special rules
+    # the packages whose Debian copyright file goes into LICENSE (empty: every package)
+    licence_packages: tuple[str, ...] = ()
     common_licences: tuple[str, ...] = ()
     licence_notice: Callable[[Files], str] | None = None  # a notice inside the documents
+
+    @property
+    def licence_files(self) -> tuple[tuple[str, str], ...]:
+        """(package name, path) of each file copied into LICENSE."""
+        names = self.licence_packages or tuple(p.name for p in self.packages)
+        return tuple((name, copyright_file(name)) for name in names)
+
+    def wants(self, package: str, path: str) -> bool:
+        """Read this file of the package: the set's own choice, or a licence file."""
+        return (package, path) in self.licence_files or self.wanted(package, path)
+
+
+def copyright_file(package: str) -> str:
+    """Where a Debian package keeps its copyright and licence statement."""
+    return f"usr/share/doc/{package}/copyright"
 
 
 def common_licence(name: str) -> str:

@@ -27,9 +27,7 @@ SKIP = Skip.of(ids=("header", "toc", "footer"), classes=("anchor",))
 
 
 def _wanted(pkg: str, path: str) -> bool:
-    return path == "usr/share/doc/weechat-doc/copyright" or (
-        path.startswith(HTML) and path.endswith(".en.html")
-    )
+    return path.startswith(HTML) and path.endswith(".en.html")
 
 
 def _sections(files: Files, name: str) -> list[Section]:
@@ -55,7 +53,6 @@ SPEC = SetSpec(
     licence="GPL-3.0-or-later",
     packages=(PKG,),
     wanted=_wanted,
-    licence_files=((PKG.name, "usr/share/doc/weechat-doc/copyright"),),
     common_licences=("GPL-3",),
     build=build,
     derivation=(

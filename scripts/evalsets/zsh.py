@@ -29,7 +29,6 @@ COMMON = DebPackage(  # only for /usr/share/doc/zsh-common/copyright
     "pool/main/z/zsh/zsh-common_5.9-4_all.deb",
 )
 HTML = "usr/share/doc/zsh-common/html/"
-COPYRIGHT = "usr/share/doc/zsh-common/copyright"
 FAQ_CHAPTERS = tuple(f"FAQ0{n}.html" for n in range(1, 7))
 NOT_MANUAL = re.compile(r"(Index|^FAQ|^zsh_|^index)[^/]*\.html$|^The-Z-Shell-Manual\.html$")
 # chapter 1's questions say "it" for zsh: without the FAQ around them they name nothing
@@ -44,7 +43,7 @@ _FAQ_NAV = re.compile(r"^- (?:Table of Contents|Previous Chapter|Next Chapter)$"
 
 def _wanted(pkg: str, path: str) -> bool:
     if pkg == COMMON.name:
-        return path == COPYRIGHT
+        return False  # only its copyright file (licence_packages)
     return path.startswith(HTML) and path.endswith(".html")
 
 
@@ -91,7 +90,7 @@ SPEC = SetSpec(
     licence="the FAQ: permissive, notice kept (P. W. Stephenson); the manual: MIT-like (zsh)",
     packages=(DOC, COMMON),
     wanted=_wanted,
-    licence_files=((COMMON.name, COPYRIGHT),),
+    licence_packages=(COMMON.name,),
     licence_notice=faq_notice,
     build=build,
     derivation=(
