@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     embeddings_model: str = "all-minilm-l6-v2"  # or wordllama-l2-supercat-256 (fast, weaker)
     embeddings_api_key: SecretStr = SecretStr("EMPTY")
     embeddings_timeout_s: float = Field(30.0, gt=0)
+    # With RAGQ_EMBEDDINGS_BASE_URL: text put before questions and before passages (e5 models
+    # served by vLLM or TEI want "query: " and "passage: ").
+    embeddings_query_prefix: str = ""
+    embeddings_passage_prefix: str = ""
     embedding_cache_ttl_s: int = Field(30 * 86_400, ge=0)  # 0 turns the cache off
     chunk_max_chars: int = Field(1200, ge=100)
     chunk_overlap_chars: int = Field(150, ge=0)

@@ -21,7 +21,7 @@ class CountingEmbedder:
     def __init__(self, inner: WordLlamaEmbedder) -> None:
         self.name, self.dim, self.inner, self.seen = inner.name, inner.dim, inner, 0
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
         self.seen += len(texts)
         return await self.inner.embed(texts)
 

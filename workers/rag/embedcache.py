@@ -39,20 +39,21 @@ class CachedEmbedder:
         self.hits = 0
         self.misses = 0
 
-    def _key(self, text: str) -> str:
+    def _key(self, text: str, query: bool) -> str:
         digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        return self._keys.embedding(self.name, digest)
+        # a question's vector and the same text's passage vector differ for asymmetric models
+        return self._keys.embedding(f"{self.name}/query" if query else self.name, digest)
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+    async def embed(self, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
         """One vector per text, same order; misses are embedded in one batch and stored."""
         if not texts:
             return []
-        keys = [self._key(t) for t in texts]
+        keys = [self._key(t, query) for t in texts]
         cached: list[str | None] = await self._redis.mget(keys)
         vectors: list[list[float] | None] = [_decode(c) if c else None for c in cached]
         missing = [i for i, v in enumerate(vectors) if v is None]
         if missing:
-            fresh = await self._inner.embed([texts[i] for i in missing])
+            fresh = await self._inner.embed([texts[i] for i in missing], query=query)
             async with self._redis.pipeline(transaction=False) as pipe:
                 for i, vector in zip(missing, fresh, strict=True):
                     vectors[i] = vector

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import httpx2
 import numpy as np
@@ -19,6 +19,8 @@ import wordllama
 from wordllama import WordLlama
 
 from shared.config import Settings
+from workers.rag.e5 import E5Embedder
+from workers.rag.ensemble import EnsembleEmbedder, parse_ensemble
 from workers.rag.minilm import MiniLMEmbedder
 
 
@@ -28,8 +30,9 @@ class Embedder(Protocol):
     name: str
     dim: int
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """One vector per text, in the same order."""
+    async def embed(self, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
+        """One vector per text, in the same order; `query` marks questions (asymmetric models
+        embed them differently from the passages they are matched against)."""
         ...
 
     async def aclose(self) -> None:
@@ -54,8 +57,9 @@ class WordLlamaEmbedder:
         model = WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True)
         return cls(model, executor)
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Unit-length vectors (a text with no tokens gets zeros), computed in the executor."""
+    async def embed(self, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
+        """Unit-length vectors (a text with no tokens gets zeros), computed in the executor;
+        questions and passages alike."""
         if not texts:
             return []
         loop = asyncio.get_running_loop()
@@ -82,6 +86,8 @@ class OpenAIEmbedder:
         model: str,
         api_key: str,
         timeout_s: float,
+        query_prefix: str = "",
+        passage_prefix: str = "",
         batch_size: int = 64,
         http_client: httpx2.AsyncClient | None = None,
     ) -> None:
@@ -90,6 +96,7 @@ class OpenAIEmbedder:
         self.name = model
         self.dim = 0  # known after start()
         self._batch_size = batch_size
+        self._prefixes = {True: query_prefix, False: passage_prefix}
         self._client = openai.AsyncOpenAI(
             base_url=base_url,
             api_key=api_key,
@@ -103,11 +110,13 @@ class OpenAIEmbedder:
         (vector,) = await self.embed(["dimension probe"])
         self.dim = len(vector)
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Vectors as the server returns them, requested in batches of `batch_size`."""
+    async def embed(self, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
+        """Vectors as the server returns them, requested in batches of `batch_size`; each
+        text gets the query or passage prefix first (e5 models want "query: "/"passage: ")."""
+        prefix = self._prefixes[query]
         vectors: list[list[float]] = []
         for first in range(0, len(texts), self._batch_size):
-            batch = list(texts[first : first + self._batch_size])
+            batch = [prefix + text for text in texts[first : first + self._batch_size]]
             response = await self._client.embeddings.create(
                 model=self.name, input=batch, encoding_format="float"
             )
@@ -131,10 +140,12 @@ class OpenAIEmbedder:
 
 
 async def build_embedder(settings: Settings, executor: concurrent.futures.Executor) -> Embedder:
-    """The configured embedder, started: the server's when a URL is set, else an embedded one.
+    """The configured embedder, started: the server's when a URL is set, else an embedded one
+    or an ensemble of embedded ones (`a+b`, or weighted `a*2+b`; see `workers.rag.ensemble`).
 
-    Embedded models: WordLlama (`wordllama-l2-supercat-256`) and all-MiniLM-L6-v2
-    (`all-minilm-l6-v2`), both loaded from installed packages inside `executor`.
+    Embedded models, loaded from installed packages inside `executor`: all-MiniLM-L6-v2
+    (`all-minilm-l6-v2`), multilingual-e5-small (`multilingual-e5-small`) and WordLlama
+    (`wordllama-l2-supercat-256`).
     """
     if settings.embeddings_base_url:
         embedder = OpenAIEmbedder(
@@ -142,6 +153,8 @@ async def build_embedder(settings: Settings, executor: concurrent.futures.Execut
             model=settings.embeddings_model,
             api_key=settings.embeddings_api_key.get_secret_value(),
             timeout_s=settings.embeddings_timeout_s,
+            query_prefix=settings.embeddings_query_prefix,
+            passage_prefix=settings.embeddings_passage_prefix,
         )
         try:
             await embedder.start()
@@ -149,12 +162,25 @@ async def build_embedder(settings: Settings, executor: concurrent.futures.Execut
             await embedder.aclose()
             raise
         return embedder
+    parts = parse_ensemble(settings.embeddings_model)
+    unknown = [name for name, _ in parts if name not in EMBEDDED]
+    if unknown:
+        raise ValueError(
+            f"RAGQ_EMBEDDINGS_MODEL={settings.embeddings_model!r}: {unknown[0]!r} needs"
+            f" RAGQ_EMBEDDINGS_BASE_URL; the embedded models are {sorted(EMBEDDED)}"
+        )
     loop = asyncio.get_running_loop()
-    if settings.embeddings_model == MiniLMEmbedder.name:
-        return await loop.run_in_executor(executor, MiniLMEmbedder.load, executor)
-    if settings.embeddings_model == WordLlamaEmbedder.name:
-        return await loop.run_in_executor(executor, WordLlamaEmbedder.load, executor)
-    raise ValueError(
-        f"RAGQ_EMBEDDINGS_MODEL={settings.embeddings_model!r} needs RAGQ_EMBEDDINGS_BASE_URL;"
-        f" the embedded models are {WordLlamaEmbedder.name!r} and {MiniLMEmbedder.name!r}"
-    )
+    loaded: list[Embedder] = []
+    for name, _ in parts:
+        loaded.append(await loop.run_in_executor(executor, EMBEDDED[name], executor))
+    if len(loaded) == 1:
+        return loaded[0]
+    return EnsembleEmbedder(loaded, [weight for _, weight in parts])
+
+
+# The models that run inside the process: name → loader (blocking, given the executor).
+EMBEDDED: Final[dict[str, Callable[[concurrent.futures.Executor], Embedder]]] = {
+    MiniLMEmbedder.name: MiniLMEmbedder.load,
+    E5Embedder.name: E5Embedder.load,
+    WordLlamaEmbedder.name: WordLlamaEmbedder.load,
+}

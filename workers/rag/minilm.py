@@ -58,7 +58,7 @@ class MiniLMEmbedder:
         self._encoder = encoder
         self._executor = executor
         self._batch_size = batch_size
-        self._in_flight = max(1, in_flight if in_flight is not None else _usable_cpus())
+        self._in_flight = max(1, in_flight if in_flight is not None else usable_cpus())
 
     @classmethod
     def load(cls, executor: concurrent.futures.Executor) -> MiniLMEmbedder:
@@ -71,8 +71,9 @@ class MiniLMEmbedder:
         threadpool_limits(limits=1, user_api="blas")
         return cls(MiniLMEncoder.from_directory(model_dir()), executor)
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Unit-length vectors in input order; texts past 256 tokens are truncated."""
+    async def embed(self, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
+        """Unit-length vectors in input order (questions and passages alike); texts past 256
+        tokens are truncated."""
         if not texts:
             return []
         loop = asyncio.get_running_loop()
@@ -95,7 +96,7 @@ class MiniLMEmbedder:
         """Nothing to release: the executor belongs to the caller."""
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
     """The cores this process may run on."""
     try:
         return len(os.sched_getaffinity(0))

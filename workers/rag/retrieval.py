@@ -64,7 +64,7 @@ class Retriever:
         """The `top_k` best visible chunks, as citations numbered in rank order."""
         vector: Sequence[float] | None = None
         if self._mode != "sparse":  # BM25 alone needs no embedding
-            [vector] = await self._embedder.embed([question])
+            [vector] = await self._embedder.embed([question], query=True)
         hits = await self._store.search(
             tenant,
             vector,
