@@ -1,4 +1,4 @@
-"""The `ragq` command: serve, worker, dev, keys, ingest, ask, eval.
+"""The `ragq` command: serve, worker, dev, keys, index, ingest, ask, eval.
 
 It sits above `api` and `workers` (the import-linter layers in pyproject.toml): each
 subcommand imports what it runs when it runs, so `ragq keys` never loads the API or the
@@ -132,6 +132,12 @@ def _eval(args: argparse.Namespace) -> int:
     return evaluation.run_from_args(args)
 
 
+def _index(args: argparse.Namespace) -> int:
+    from scripts.indexstatus import run_status
+
+    return run_status(get_settings())
+
+
 def _dev(args: argparse.Namespace) -> int:
     from scripts.devstack import run_dev
 
@@ -210,6 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id", help="the key's id, as `ragq keys list` shows it")
     keys.set_defaults(func=_keys)
+
+    index = sub.add_parser("index", help="the embedding model of each tenant's index")
+    index_sub = index.add_subparsers(dest="index_cmd", required=True)
+    index_sub.add_parser(
+        "status",
+        help="each tenant's embedding model and any move to RAGQ_EMBEDDINGS_MODEL under way"
+        " (JSON; exit 1 while tenants remain to move)",
+    )
+    index.set_defaults(func=_index)
 
     ingest = sub.add_parser("ingest", help="upload .md/.txt files or folders through the API")
     add_ingest_arguments(ingest)

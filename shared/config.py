@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # served by vLLM or TEI want "query: " and "passage: ").
     embeddings_query_prefix: str = ""
     embeddings_passage_prefix: str = ""
+    # after the last tenant moves to a new RAGQ_EMBEDDINGS_MODEL, the old collection is kept
+    # this long (searches that began before the switch finish on it), then dropped
+    reembed_grace_s: float = Field(30.0, ge=0)
     embedding_cache_ttl_s: int = Field(30 * 86_400, ge=0)  # 0 turns the cache off
     chunk_max_chars: int = Field(1200, ge=100)
     chunk_overlap_chars: int = Field(150, ge=0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -232,6 +232,14 @@ class DocumentStore:
                 pipe.hget(self._keys.document(tenant, doc_id), "version")
             versions = await pipe.execute()
         return {d: v for d, v in zip(doc_ids, versions, strict=True) if v}
+
+
+def kept_versions(record: Mapping[str, Any] | None) -> list[str]:
+    """The versions of a document whose chunks must stay: the visible one and the one being
+    indexed (none once the document is deleted)."""
+    if not record:
+        return []
+    return sorted({record.get("version", ""), record.get("pending_version", "")} - {""})
 
 
 def to_public(record: dict[str, Any]) -> DocumentPublic:

@@ -87,6 +87,20 @@ class Keys:
         """Sorted set of a tenant's document ids, scored by creation order."""
         return f"{self.prefix}:docs:{tenant}"
 
+    @property
+    def index_base(self) -> str:
+        """The embedding model serving tenants that have no record of their own."""
+        return f"{self.prefix}:index:base"
+
+    def index_tenant(self, tenant: str) -> str:
+        """The embedding model (hence collection) serving one tenant."""
+        return f"{self.prefix}:index:tenant:{tenant}"
+
+    @property
+    def index_migration(self) -> str:
+        """Lock of the worker moving tenants to the configured embedding model."""
+        return f"{self.prefix}:index:migration"
+
     def embedding(self, model: str, digest: str) -> str:
         """Cached embedding of a text (by SHA-256) under one model."""
         return f"{self.prefix}:emb:{model}:{digest}"

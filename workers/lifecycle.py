@@ -30,6 +30,7 @@ from shared.redis_keys import Keys
 from shared.tiers import DEFAULT_TIER, llm_targets
 from workers.rag.embedcache import CachedEmbedder
 from workers.rag.embeddings import Embedder, build_embedder
+from workers.rag.indexes import Index, Indexes
 from workers.rag.llm import LLMClient
 from workers.rag.retrieval import Retriever
 from workers.rag.vectorstore import ChunkStore
@@ -51,8 +52,7 @@ class Runtime:
     beat_redis: Redis  # one connection, whose life is the process's (see `beat`)
     jobs: JobStore
     documents: DocumentStore
-    store: ChunkStore
-    embedder: Embedder
+    indexes: Indexes  # the configured embedding model's collection, and any tenants are still on
     retriever: Retriever
     llm: LLMClient | None
     executor: ThreadPoolExecutor  # CPU-bound work (chunking, embedding) stays off the loop
@@ -91,8 +91,7 @@ class Runtime:
             await self.fallback.aclose()
         for client in self.tiers.values():
             await client.aclose()
-        await self.embedder.aclose()
-        await self.store.aclose()
+        await self.indexes.aclose()
         await self.redis.aclose()
         await self.redis_blocking.aclose()
         await self.beat_redis.aclose()
@@ -106,10 +105,17 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
     redis = make_redis(settings)
     redis_blocking = make_redis(settings, blocking=True)
     executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ragq-cpu")
-    embedder: Embedder = await build_embedder(settings, executor)
-    if settings.embedding_cache_ttl_s:
-        embedder = CachedEmbedder(embedder, redis, keys, ttl_s=settings.embedding_cache_ttl_s)
+    embedder = await _embedder(settings, executor, redis, keys)
     store = await ChunkStore.open(settings, dim=embedder.dim)
+    indexes = Indexes(redis, keys, Index(settings.embeddings_model, embedder, store))
+
+    async def open_previous(model: str) -> Index:
+        """Another model tenants are on: its embedder and collection (same Qdrant client)."""
+        other = settings.model_copy(update={"embeddings_model": model})
+        previous = await _embedder(other, executor, redis, keys)
+        return Index(model, previous, await store.sibling(other, dim=previous.dim))
+
+    await indexes.start(open_previous)
     documents = DocumentStore(redis, keys)
     runtime = Runtime(
         settings=settings,
@@ -121,9 +127,8 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
             redis, keys, ttl_s=settings.result_ttl_s, events_max_len=settings.events_max_len
         ),
         documents=documents,
-        store=store,
-        embedder=embedder,
-        retriever=Retriever.from_settings(settings, store, embedder, documents),
+        indexes=indexes,
+        retriever=Retriever.from_settings(settings, indexes, documents),
         llm=LLMClient(settings, redis=redis, keys=keys) if settings.llm_base_urls else None,
         budgets=Budgets(redis, keys, service_cap_usd=settings.daily_budget_usd),
         answers=AnswerCache(redis, keys, ttl_s=settings.answer_cache_ttl_s),
@@ -144,11 +149,22 @@ async def open_runtime(settings: Settings, queues: tuple[str, ...]) -> Runtime:
         "worker.runtime_opened",
         embedder=embedder.name,
         dim=embedder.dim,
+        previous_models=[index.model for index in indexes.previous],
         qdrant="local" if settings.embedded_qdrant else "server",
         llm="configured" if runtime.llm else "none",
         tiers=sorted(runtime.tiers),
     )
     return runtime
+
+
+async def _embedder(
+    settings: Settings, executor: ThreadPoolExecutor, redis: Redis, keys: Keys
+) -> Embedder:
+    """The settings' embedder, behind the Redis embedding cache unless that is off."""
+    embedder: Embedder = await build_embedder(settings, executor)
+    if settings.embedding_cache_ttl_s:
+        embedder = CachedEmbedder(embedder, redis, keys, ttl_s=settings.embedding_cache_ttl_s)
+    return embedder
 
 
 def _fallback_client(settings: Settings, redis: Redis, keys: Keys) -> LLMClient | None:
@@ -177,7 +193,7 @@ async def beat(rt: Runtime) -> bool:
     drops that connection at once, and readiness stops counting the worker then, not when
     its last beat grows old.
     """
-    rt.qdrant_state = "ok" if await rt.store.ping() else "error"
+    rt.qdrant_state = "ok" if await rt.indexes.target.store.ping() else "error"
     try:
         if rt.llm is None:
             rt.llm_state = "not_configured"

@@ -24,6 +24,7 @@ from shared.schemas.jobs import JobError
 from workers.jobs import FUNCTIONS
 from workers.lifecycle import Runtime, beat, cancel_listener, heartbeat, open_runtime, stop_loops
 from workers.metrics import start_exporter
+from workers.reembed import Migration, migrate_until_done
 from workers.runtime import RagqWorker
 
 log = get_logger("workers.main")
@@ -103,6 +104,16 @@ async def serve(
         asyncio.create_task(heartbeat(rt), name="ragq-heartbeat"),
         asyncio.create_task(cancel_listener(rt), name="ragq-cancel-listener"),
     ]
+    if rt.indexes.previous:  # RAGQ_EMBEDDINGS_MODEL changed: move tenants in the background
+        migration = Migration(
+            rt.indexes,
+            rt.redis,
+            rt.keys,
+            rt.documents,
+            rt.worker_id,
+            grace_s=settings.reembed_grace_s,
+        )
+        background.append(asyncio.create_task(migrate_until_done(migration), name="ragq-reembed"))
     runs = [asyncio.create_task(w.async_run()) for w in workers]
     log.info("worker.started", queues=list(queues), max_jobs=settings.worker_max_jobs)
     if started is not None:

@@ -81,7 +81,7 @@ async def _ingest_rate(parts: list[Embedder], texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - started)
 
 
-def _doc_scores(ranked: list[str], gold: set[str]) -> tuple[float, float, float]:
+def doc_scores(ranked: list[str], gold: set[str]) -> tuple[float, float, float]:
     """hit@5, reciprocal rank within 10, nDCG@10 (binary gains) of one question."""
     hit = float(any(d in gold for d in ranked[:5]))
     rr = next((1 / r for r, d in enumerate(ranked[:10], start=1) if d in gold), 0.0)
@@ -111,7 +111,7 @@ async def _score(
         searched_s = time.perf_counter() - started
         times.append(searched_s + (embed_s if mode != "sparse" else 0.0))
         ranked = list(dict.fromkeys(hit.chunk.document_id for hit in found))
-        for i, value in enumerate(_doc_scores(ranked, gold)):
+        for i, value in enumerate(doc_scores(ranked, gold)):
             totals[i] += value
     n = len(ds.questions)
     return Scores(totals[0] / n, totals[1] / n, totals[2] / n, 1000 * statistics.median(times))

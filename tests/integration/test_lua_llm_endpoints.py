@@ -1,5 +1,6 @@
 """Each Redis script of the LLM endpoints (the circuit breaker and the router's in-flight
-counts) run once on the real Redis: what it returns and what it writes."""
+counts) and of the embedding migration's lock, run once on the real Redis: what it returns
+and what it writes."""
 
 from __future__ import annotations
 
@@ -114,3 +115,24 @@ async def test_lua_routing_acquire(redis: Redis, keys: Keys) -> None:
     assert member == "call-1"
     assert now + MINUTE_MS <= lease_end <= after + MINUTE_MS
     assert 0 < await redis.pttl(sets[1]) <= MINUTE_MS
+
+
+async def test_lua_lock_renew(redis: Redis, keys: Keys) -> None:
+    """The holder's token extends the lock's TTL; another token, or no lock, changes nothing."""
+    lock = keys.index_migration
+    assert await run(redis, "lock_renew", [lock], ["me", 60_000]) == 0
+    await redis.set(lock, "me", px=1_000)
+    assert await run(redis, "lock_renew", [lock], ["other", 60_000]) == 0
+    assert await redis.pttl(lock) <= 1_000
+    assert await run(redis, "lock_renew", [lock], ["me", 60_000]) == 1
+    assert 1_000 < await redis.pttl(lock) <= 60_000
+
+
+async def test_lua_lock_release(redis: Redis, keys: Keys) -> None:
+    """Only the holder's token deletes the lock."""
+    lock = keys.index_migration
+    await redis.set(lock, "me", px=60_000)
+    assert await run(redis, "lock_release", [lock], ["other"]) == 0
+    assert await redis.get(lock) == "me"
+    assert await run(redis, "lock_release", [lock], ["me"]) == 1
+    assert await redis.exists(lock) == 0

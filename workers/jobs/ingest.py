@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from shared.clients import REDIS_UNAVAILABLE
+from shared.documents import kept_versions
 from shared.logging import get_logger
 from shared.schemas.documents import IngestJobPayload, PurgeJobPayload
 from workers.lifecycle import Runtime
@@ -82,17 +83,19 @@ async def ingest(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
             )
             for c in chunks
         ]
-        for i in range(0, len(stored), EMBED_BATCH):
-            batch = stored[i : i + EMBED_BATCH]
-            vectors = await rt.embedder.embed([c.text for c in batch])
-            await rt.store.upsert(batch, vectors)
+        # the configured model's collection, and the tenant's own until it is moved to it
+        for index in await rt.indexes.for_writes(tenant):
+            for i in range(0, len(stored), EMBED_BATCH):
+                batch = stored[i : i + EMBED_BATCH]
+                vectors = await index.embedder.embed([c.text for c in batch])
+                await index.store.upsert(batch, vectors)
         replaced = await rt.documents.publish(tenant, doc_id, version, len(chunks))
         if replaced is None:  # deleted or re-posted while we indexed
-            await rt.store.delete_document(tenant, doc_id, only_versions=[version])
+            await _delete(rt, tenant, doc_id, only_versions=[version])
             log.info("ingest.superseded_after_index", version=version)
             return
         if replaced:
-            await rt.store.delete_document(tenant, doc_id, only_versions=[replaced])
+            await _delete(rt, tenant, doc_id, only_versions=[replaced])
         log.info("ingest.indexed", version=version, chunks=len(chunks), replaced=replaced or None)
     except REDIS_UNAVAILABLE as exc:  # not the document's fault: index it again later
         raise interrupted(exc, int(ctx.get("job_try", 1))) from exc
@@ -101,7 +104,7 @@ async def ingest(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
         await rt.documents.set_status(
             tenant, doc_id, version, "failed", f"indexing failed: {type(exc).__name__}"
         )
-        await rt.store.delete_document(tenant, doc_id, only_versions=[version])
+        await _delete(rt, tenant, doc_id, only_versions=[version])
     finally:
         structlog.contextvars.unbind_contextvars("job_id", "tenant", "request_id", "document_id")
 
@@ -110,12 +113,16 @@ async def purge_document(ctx: dict[str, Any], payload: dict[str, Any]) -> None:
     """Remove a deleted document's chunks, keeping any version posted since (arq job)."""
     rt: Runtime = ctx["runtime"]
     job = PurgeJobPayload.model_validate(payload)
-    record = await rt.documents.get(job.tenant, job.document_id)
-    keep = (
-        {record.get("version", ""), record.get("pending_version", "")} - {""} if record else set()
-    )
-    await rt.store.delete_document(job.tenant, job.document_id, keep_versions=sorted(keep))
-    log.info("document.purged", document_id=job.document_id, kept=sorted(keep))
+    keep = kept_versions(await rt.documents.get(job.tenant, job.document_id))
+    await _delete(rt, job.tenant, job.document_id, keep_versions=keep)
+    log.info("document.purged", document_id=job.document_id, kept=keep)
+
+
+async def _delete(rt: Runtime, tenant: str, doc_id: str, **versions: list[str]) -> None:
+    """Delete chunks of a document from every open collection (a tenant being moved to
+    another embedding model has them in two)."""
+    for index in rt.indexes.all():
+        await index.store.delete_document(tenant, doc_id, **versions)
 
 
 def _metadata(raw: str | None) -> dict[str, str | int | float | bool]:

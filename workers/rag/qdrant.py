@@ -40,14 +40,39 @@ class QdrantCollection:
         local: QdrantClient | None = None,
         executor: ThreadPoolExecutor | None = None,
         where: str = "",
+        owner: bool = True,
     ) -> None:
-        """Use `QdrantCollection.open`; this only wires an already opened client."""
+        """Use `QdrantCollection.open` or `sibling`; this only wires an opened client."""
         self.name = name
         self._server = server
         self._local = local
         self._executor = executor
         self._where = where  # the local folder or server URL, for error messages
+        self._owner = owner  # closing the client is the owner's job
         self.closed = False
+
+    def sibling(self, name: str) -> QdrantCollection:
+        """Another collection through the same client (in local mode a folder admits one
+        client): closing it leaves the client open; closing this one closes the client."""
+        return QdrantCollection(
+            name,
+            server=self._server,
+            local=self._local,
+            executor=self._executor,
+            where=self._where,
+            owner=False,
+        )
+
+    async def drop(self) -> None:
+        """Delete the collection and every point in it."""
+        await self.call("delete_collection", collection_name=self.name)
+
+    async def count(self, query_filter: models.Filter | None = None) -> int:
+        """The number of points (matching `query_filter`), counted exactly."""
+        result = await self.call(
+            "count", collection_name=self.name, count_filter=query_filter, exact=True
+        )
+        return int(result.count)
 
     @classmethod
     async def open(cls, settings: Settings) -> QdrantCollection:
@@ -163,6 +188,8 @@ class QdrantCollection:
         if self.closed:
             return
         self.closed = True
+        if not self._owner:
+            return
         if self._server is not None:
             await self._server.close()
         if self._local is not None and self._executor is not None:

@@ -14,9 +14,9 @@ from shared.config import Settings
 from shared.documents import DocumentStore
 from shared.schemas.common import Scalar
 from shared.schemas.jobs import Citation
-from workers.rag.embeddings import Embedder
+from workers.rag.indexes import Indexes
 from workers.rag.points import Hit
-from workers.rag.vectorstore import ChunkStore, SearchMode
+from workers.rag.vectorstore import SearchMode
 
 OVERFETCH = 3  # candidates per wanted chunk, to survive dropping invisible versions
 # Chunks one document may contribute: on data/deploy_eval.jsonl and Python's FAQ, 3 kept
@@ -30,29 +30,26 @@ class Retriever:
 
     def __init__(
         self,
-        store: ChunkStore,
-        embedder: Embedder,
+        indexes: Indexes,
         documents: DocumentStore,
         *,
         mode: SearchMode = "hybrid",
         max_chunks_per_document: int | None = MAX_CHUNKS_PER_DOCUMENT,
     ) -> None:
         """`max_chunks_per_document=None` lets one document fill every place."""
-        self._store = store
-        self._embedder = embedder
+        self._indexes = indexes
         self._documents = documents
         self._mode: SearchMode = mode
         self._max_per_document = max_chunks_per_document
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, store: ChunkStore, embedder: Embedder, documents: DocumentStore
+        cls, settings: Settings, indexes: Indexes, documents: DocumentStore
     ) -> Retriever:
         """A retriever searching as RAGQ_RETRIEVAL_MODE and RAGQ_MAX_CHUNKS_PER_DOCUMENT say
         (0 there: no limit)."""
         return cls(
-            store,
-            embedder,
+            indexes,
             documents,
             mode=settings.retrieval_mode,
             max_chunks_per_document=settings.max_chunks_per_document or None,
@@ -61,11 +58,13 @@ class Retriever:
     async def retrieve(
         self, tenant: str, question: str, *, top_k: int, filters: Mapping[str, Scalar]
     ) -> list[Citation]:
-        """The `top_k` best visible chunks, as citations numbered in rank order."""
+        """The `top_k` best visible chunks, as citations numbered in rank order, from the
+        collection of the embedding model that serves the tenant now."""
+        index = await self._indexes.serving(tenant)
         vector: Sequence[float] | None = None
         if self._mode != "sparse":  # BM25 alone needs no embedding
-            [vector] = await self._embedder.embed([question], query=True)
-        hits = await self._store.search(
+            [vector] = await index.embedder.embed([question], query=True)
+        hits = await index.store.search(
             tenant,
             vector,
             text=question,

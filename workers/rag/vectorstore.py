@@ -50,6 +50,44 @@ class ChunkStore:
             raise
         return cls(collection, dim=dim, tuning=SearchTuning.from_settings(settings))
 
+    async def sibling(self, settings: Settings, *, dim: int) -> ChunkStore:
+        """The collection `settings` name (another embedding model's), through this store's
+        client, created if missing; closing it leaves this store open."""
+        collection = self._collection.sibling(settings.collection_name)
+        await collection.ensure(dim)
+        return ChunkStore(collection, dim=dim, tuning=SearchTuning.from_settings(settings))
+
+    @property
+    def collection_name(self) -> str:
+        """The Qdrant collection this store writes and searches."""
+        return self._collection.name
+
+    async def scroll(
+        self, tenant: str, *, offset: str | None = None, limit: int = _UPSERT_BATCH
+    ) -> tuple[list[StoredChunk], str | None]:
+        """A page of the tenant's chunks and the offset of the next page (None: the last)."""
+        points, next_offset = await self._collection.call(
+            "scroll",
+            collection_name=self._collection.name,
+            scroll_filter=models.Filter(must=[tenant_condition(tenant)]),
+            limit=limit,
+            offset=offset,
+            with_payload=True,
+            with_vectors=False,
+        )
+        chunks = [stored_chunk(p.payload or {}) for p in points]
+        return chunks, None if next_offset is None else str(next_offset)
+
+    async def count(self, tenant: str | None = None) -> int:
+        """Chunks stored: the tenant's, or all."""
+        where = None if tenant is None else models.Filter(must=[tenant_condition(tenant)])
+        return await self._collection.count(where)
+
+    async def drop(self) -> None:
+        """Delete the collection itself, then close this store."""
+        await self._collection.drop()
+        await self.aclose()
+
     async def upsert(
         self, chunks: Sequence[StoredChunk], vectors: Sequence[Sequence[float]]
     ) -> None:
