@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     chunk_overlap_chars: int = Field(150, ge=0)
     retrieval_mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
     max_chunks_per_document: int = Field(3, ge=0)  # 0 = no cap
+    # hybrid: how the dense and BM25 lists are fused. `score`: z-scores of each list, weighted
+    # by RAGQ_SCORE_WEIGHTS (dense, sparse); `rank`: weighted RRF (RAGQ_RRF_WEIGHTS, RAGQ_RRF_K)
+    hybrid_fusion: Literal["score", "rank"] = "score"
+    score_weights: tuple[float, float] = (1.0, 1.0)  # dense, sparse; JSON in the env
     rrf_weights: tuple[float, float] = (1.0, 2.0)  # dense, sparse; JSON in the env: [1, 2]
     rrf_k: int = Field(10, ge=1)
     bm25_k1: float = Field(1.2, ge=0)
@@ -141,11 +145,11 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("rrf_weights")
+    @field_validator("rrf_weights", "score_weights")
     @classmethod
     def _weights(cls, value: tuple[float, float]) -> tuple[float, float]:
         if min(value) < 0 or max(value) == 0:
-            raise ValueError("RAGQ_RRF_WEIGHTS: both >= 0 and not both 0")
+            raise ValueError("fusion weights: both >= 0 and not both 0")
         return value
 
     @field_validator("llm_tiers")

@@ -8,7 +8,7 @@ are kept on disk between runs (`scripts.bench.vectorcache`); ingest speed is mea
 on chunks no cache holds.
 
     python -m scripts.bench.retrieval_eval --embedders all-minilm-l6-v2,multilingual-e5-small \\
-        --sets debian-faq,borg-faq --weights 1:1 --cap 1
+        --sets debian-faq,borg-faq --hybrid score:1:0.25,rank:1:2 --cap 1
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.bench.evalconfig import Hybrid, Models
 from scripts.bench.evaldata import DataSet, data_set
 from scripts.bench.reportfile import git_commit, markers, table, write_section
-from scripts.bench.vectorcache import DiskCachedEmbedder, cache_dir
 from scripts.evalsets.load import held_out
 from scripts.evalsets.load import names as evalset_names
 from shared.config import Settings
 from workers.rag.chunking import chunk_text
-from workers.rag.embeddings import EMBEDDED, Embedder
-from workers.rag.ensemble import EnsembleEmbedder, parse_ensemble
+from workers.rag.embeddings import Embedder
+from workers.rag.ensemble import EnsembleEmbedder
 from workers.rag.points import StoredChunk
 from workers.rag.vectorstore import ChunkStore, SearchMode
 
@@ -146,29 +146,6 @@ def macro_rows(rows: list[dict[str, object]], held_out: str) -> list[dict[str, o
     ]
 
 
-class Models:
-    """Each embedded model loaded once for the whole run, its passage vectors cached on disk."""
-
-    def __init__(self, executor: ThreadPoolExecutor) -> None:
-        self._executor = executor
-        self._loaded: dict[str, DiskCachedEmbedder] = {}
-
-    async def parts(self, spec: str) -> tuple[list[DiskCachedEmbedder], list[float]]:
-        """The (cached) models of an embedder spec (`a`, `a+b`, `a*2+b`) and their weights."""
-        parsed = parse_ensemble(spec)
-        for name, _ in parsed:
-            if name not in self._loaded:
-                loop = asyncio.get_running_loop()
-                inner = await loop.run_in_executor(self._executor, EMBEDDED[name], self._executor)
-                self._loaded[name] = DiskCachedEmbedder(inner, cache_dir())
-                await self._loaded[name].load()
-        return [self._loaded[name] for name, _ in parsed], [weight for _, weight in parsed]
-
-    async def aclose(self) -> None:
-        for model in self._loaded.values():
-            await model.aclose()
-
-
 async def _questions(ds: DataSet, embedder: Embedder) -> list[tuple[list[float], float]]:
     out = []
     for question, _ in ds.questions:
@@ -195,20 +172,19 @@ async def _evaluate_one(
                 batch = chunks[first : first + 256]
                 await store.upsert(batch, await embedder.embed([c.text for c in batch]))
             vectors = await _questions(ds, embedder)
-            runs: list[tuple[SearchMode, tuple[float, float] | None]] = [("dense", None)]
+            runs: list[tuple[SearchMode, Hybrid | None]] = [("dense", None)]
             runs += [("sparse", None)] if with_sparse else []
-            runs += [("hybrid", w) for w in args.weights]
-            for mode, rrf in runs:
-                if rrf is not None:  # reopen the same folder with other weights
+            runs += [("hybrid", h) for h in args.hybrid]
+            for mode, hybrid in runs:
+                if hybrid is not None:  # reopen the same folder with other fusion settings
                     await store.aclose()
-                    tuned = settings.model_copy(update={"rrf_weights": rrf})
-                    store = await ChunkStore.open(tuned, dim=embedder.dim)
+                    store = await ChunkStore.open(hybrid.apply(settings), dim=embedder.dim)
                 s = await _score(ds, store, vectors, mode, top_k=args.top_k, cap=args.cap or None)
                 rows.append(
                     {
                         "data": ds.name,
                         "embedder": "—" if mode == "sparse" else spec,
-                        "mode": mode if rrf is None else f"hybrid {rrf[0]:g}:{rrf[1]:g}",
+                        "mode": mode if hybrid is None else f"hybrid {hybrid}",
                         "hit@5": round(s.hit5, 3),
                         "MRR@10": round(s.mrr10, 3),
                         "nDCG@10": round(s.ndcg10, 3),
@@ -267,14 +243,6 @@ def _markdown(rows: list[dict[str, object]], args: argparse.Namespace, title: st
     return "\n".join(lines)
 
 
-def _weights(value: str) -> list[tuple[float, float]]:
-    pairs = []
-    for item in filter(None, value.split(",")):
-        dense, _, lexical = item.partition(":")
-        pairs.append((float(dense), float(lexical)))
-    return pairs
-
-
 def main() -> int:
     """Run the evaluation and write its section of docs/EVAL.md."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -291,7 +259,14 @@ def main() -> int:
         help="comma list: sample, python-faq and the sets in data/evalsets/ (default: all)",
     )
     parser.add_argument(
-        "--weights", type=_weights, default=_weights("1:2,1:1,2:1"), help="hybrid RRF dense:bm25"
+        "--hybrid",
+        type=lambda v: [Hybrid.parse(item) for item in v.split(",") if item],
+        default=[
+            Hybrid("score", (1.0, 0.25)),
+            Hybrid("score", (1.0, 0.5)),
+            Hybrid("rank", (1.0, 2.0)),
+        ],
+        help="hybrid fusions to try, comma list of score:D:S / rank:D:S (dense:BM25 weights)",
     )
     parser.add_argument("--top-k", type=int, default=10, help="chunks per search")
     parser.add_argument("--cap", type=int, default=3, help="chunks per document (0: no cap)")

@@ -233,15 +233,19 @@ async def test_equal_bm25_scores_of_different_chunks_come_back_in_document_order
     assert hits[0].score == hits[1].score
 
 
+@pytest.mark.parametrize("fusion", ["score", "rank"])
 @pytest.mark.parametrize(("weights", "alone"), [((1.0, 0.0), "dense"), ((0.0, 1.0), "sparse")])
-async def test_rrf_weights_decide_how_much_each_ranking_counts(
+async def test_fusion_weights_decide_how_much_each_ranking_counts(
     open_store: OpenStore,
     embedder: WordLlamaEmbedder,
+    fusion: str,
     weights: tuple[float, float],
     alone: str,
 ) -> None:
-    """With RAGQ_RRF_WEIGHTS giving one ranking no weight, hybrid ranks like the other."""
-    store = await open_store(rrf_weights=weights)
+    """With RAGQ_SCORE_WEIGHTS (score fusion) or RAGQ_RRF_WEIGHTS (rank fusion) giving one
+    ranking no weight, hybrid ranks like the other."""
+    field = "score_weights" if fusion == "score" else "rrf_weights"
+    store = await open_store(hybrid_fusion=fusion, **{field: weights})
     await _index_code_corpus(store, embedder)
     hybrid = await search_ids(store, embedder, "acme", CODE_QUESTION, mode="hybrid")
     assert hybrid == await search_ids(store, embedder, "acme", CODE_QUESTION, mode=alone)
@@ -252,10 +256,22 @@ def test_search_tuning_comes_from_the_settings(store_settings: Settings) -> None
     avgdl follows the chunk size unless set."""
     assert SearchTuning.from_settings(store_settings) == SearchTuning()
     tuned = store_settings.model_copy(
-        update={"rrf_weights": (3.0, 1.0), "rrf_k": 60, "bm25_k1": 0.9, "bm25_b": 0.4}
+        update={
+            "hybrid_fusion": "rank",
+            "score_weights": (1.0, 0.5),
+            "rrf_weights": (3.0, 1.0),
+            "rrf_k": 60,
+            "bm25_k1": 0.9,
+            "bm25_b": 0.4,
+        }
     )
     assert SearchTuning.from_settings(tuned) == SearchTuning(
-        rrf_weights=(3.0, 1.0), rrf_k=60, bm25_k1=0.9, bm25_b=0.4
+        fusion="rank",
+        score_weights=(1.0, 0.5),
+        rrf_weights=(3.0, 1.0),
+        rrf_k=60,
+        bm25_k1=0.9,
+        bm25_b=0.4,
     )
     bigger = store_settings.model_copy(update={"chunk_max_chars": 2400})
     assert SearchTuning.from_settings(bigger).bm25_avgdl == 160
@@ -268,6 +284,8 @@ def test_search_tuning_comes_from_the_settings(store_settings: Settings) -> None
     [
         {"rrf_weights": (0.0, 0.0)},
         {"rrf_weights": (-1.0, 1.0)},
+        {"score_weights": (0.0, 0.0)},
+        {"fusion": "mean"},
         {"rrf_k": 0},
         {"bm25_k1": -0.5},
         {"bm25_b": 2.0},
@@ -276,5 +294,5 @@ def test_search_tuning_comes_from_the_settings(store_settings: Settings) -> None
 )
 def test_nonsense_search_tuning_is_refused(bad: dict[str, Any]) -> None:
     """A tuning that cannot rank anything fails when the store is configured."""
-    with pytest.raises(ValueError, match=r"rrf|BM25"):
+    with pytest.raises(ValueError, match=r"rrf|score|fusion|BM25"):
         SearchTuning(**bad)

@@ -1,5 +1,6 @@
-"""How search results are ranked: the tuning of BM25 and hybrid fusion, weighted reciprocal
-rank fusion of the dense and BM25 lists, the per-document cap and the order of ties.
+"""How search results are ranked: the tuning of BM25 and hybrid fusion, the fusion of the
+dense and BM25 lists (by normalised scores, or weighted reciprocal rank), the per-document
+cap and the order of ties.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class SearchTuning:
     changing them means re-indexing.
     """
 
+    fusion: str = "score"  # hybrid: "score" (`fuse_scores`) or "rank" (`fuse`, RRF)
+    score_weights: tuple[float, float] = (1.0, 1.0)  # dense list, sparse list (score fusion)
     rrf_weights: tuple[float, float] = (1.0, 2.0)  # dense list, sparse list
     rrf_k: int = 10  # RRF rank constant: rank r in a list of weight w adds 1 / (r/w + k - 1)
     bm25_k1: float = sparse.K1
@@ -36,9 +39,12 @@ class SearchTuning:
     bm25_avgdl: float = sparse.AVGDL
 
     def __post_init__(self) -> None:
-        dense_w, sparse_w = self.rrf_weights
-        if dense_w < 0 or sparse_w < 0 or dense_w + sparse_w == 0:
-            raise ValueError(f"rrf_weights must be >= 0 and not both 0, not {self.rrf_weights}")
+        if self.fusion not in ("score", "rank"):
+            raise ValueError(f"fusion must be 'score' or 'rank', not {self.fusion!r}")
+        for name in ("score_weights", "rrf_weights"):
+            dense_w, sparse_w = getattr(self, name)
+            if dense_w < 0 or sparse_w < 0 or dense_w + sparse_w == 0:
+                raise ValueError(f"{name} must be >= 0 and not both 0, not {(dense_w, sparse_w)}")
         if self.rrf_k < 1:
             raise ValueError(f"rrf_k must be at least 1, not {self.rrf_k}")
         sparse.encode_document("", k1=self.bm25_k1, b=self.bm25_b, avgdl=self.bm25_avgdl)
@@ -47,6 +53,8 @@ class SearchTuning:
     def from_settings(cls, settings: Settings) -> SearchTuning:
         """The tuning the settings ask for (RAGQ_RRF_WEIGHTS, RAGQ_RRF_K, RAGQ_BM25_*)."""
         return cls(
+            fusion=settings.hybrid_fusion,
+            score_weights=settings.score_weights,
             rrf_weights=settings.rrf_weights,
             rrf_k=settings.rrf_k,
             bm25_k1=settings.bm25_k1,
@@ -83,6 +91,46 @@ def fuse(
             scores[point.id] = scores.get(point.id, 0.0) + 1 / (rank / weight + k - 1)
             payloads[point.id] = point.payload or {}
     return [Hit(chunk=stored_chunk(payloads[i]), score=score) for i, score in scores.items()]
+
+
+def fuse_scores(
+    lists: Sequence[Sequence[models.ScoredPoint]], weights: Sequence[float]
+) -> list[Hit]:
+    """Distribution-based score fusion (Qdrant's DBSF, weighted): each list's scores are
+    mapped onto [0, 1] by its own mean ± 3 standard deviations (clipped), and a point's fused
+    score is the weighted mean of its normalised scores; a point absent from a list gets that
+    list's lowest (it scored below everything listed). A list whose scores are all equal
+    normalises to 1.
+
+    Unlike ranks, normalised scores keep how far ahead a hit is: a confident dense match is
+    not overtaken by a chunk that merely repeats the question's words, and a rare exact term
+    that only BM25 sees stands out of BM25's list as far as it scores above the rest.
+    """
+    normalised: list[tuple[dict[models.ExtendedPointId, float], float, float]] = []
+    payloads: dict[models.ExtendedPointId, Mapping[str, Any]] = {}
+    for points, weight in zip(lists, weights, strict=True):
+        if weight <= 0 or not points:
+            continue
+        values = [p.score for p in points]
+        mean = sum(values) / len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+        norm = {p.id: _unit(p.score, mean, sd) for p in points}
+        normalised.append((norm, min(norm.values()), weight))
+        payloads.update((p.id, p.payload or {}) for p in points)
+    total = sum(weight for *_, weight in normalised) or 1.0
+    return [
+        Hit(
+            chunk=stored_chunk(payload),
+            score=sum(w * norm.get(i, floor) for norm, floor, w in normalised) / total,
+        )
+        for i, payload in payloads.items()
+    ]
+
+
+def _unit(score: float, mean: float, sd: float) -> float:
+    if sd == 0:
+        return 1.0
+    return min(1.0, max(0.0, (score - mean + 3 * sd) / (6 * sd)))
 
 
 def collapse(hits: list[Hit], max_per_document: int | None) -> list[Hit]:

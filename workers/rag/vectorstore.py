@@ -18,7 +18,7 @@ from shared.config import Settings
 from shared.schemas.common import Scalar
 from workers.rag import sparse
 from workers.rag.filters import any_of, equals, search_filter, tenant_condition
-from workers.rag.fusion import SearchTuning, collapse, fuse, rank_key
+from workers.rag.fusion import SearchTuning, collapse, fuse, fuse_scores, rank_key
 from workers.rag.points import Hit, StoredChunk, indexed_text, payload, point_id, stored_chunk
 from workers.rag.qdrant import DENSE, SPARSE, QdrantCollection
 
@@ -227,14 +227,18 @@ class ChunkStore:
         elif mode == "sparse":
             requests = [request(bm25, SPARSE, fetch)]
         else:  # each list deeper than the result: fusion only reorders what the lists hold
-            depth = max(4 * fetch, 50)
+            depth = max(4 * fetch, 100)  # and deep enough for score statistics
             requests = [request(dense, DENSE, depth), request(bm25, SPARSE, depth)]
         responses: list[models.QueryResponse] = await self._collection.call(
             "query_batch_points", collection_name=self._collection.name, requests=requests
         )
         lists = [response.points for response in responses]
         if mode == "hybrid":
-            hits = fuse(lists, self._tuning.rrf_weights, self._tuning.rrf_k)
+            tuning = self._tuning
+            if tuning.fusion == "rank":
+                hits = fuse(lists, tuning.rrf_weights, tuning.rrf_k)
+            else:
+                hits = fuse_scores(lists, tuning.score_weights)
         else:
             hits = [Hit(chunk=stored_chunk(p.payload or {}), score=p.score) for p in lists[0]]
         hits.sort(key=rank_key)
