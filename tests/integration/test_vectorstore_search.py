@@ -36,30 +36,63 @@ ROTATION_PASSAGES = {
     "retry": "Retry a failed key rotation once no consumer pins the old key any more.",
 }
 CODE_QUESTION = "Why does the signing key rotation fail with VLT-4031?"
+# the rest of a small knowledge base: score fusion normalises each list by its spread, which
+# a corpus of six chunks does not have
+OTHER_TOPICS = [
+    f"{topic} is handled by the {team} team; open a ticket in the {team} queue for help."
+    for topic in (
+        "Printer setup",
+        "Payroll",
+        "Parking permits",
+        "Laptop refresh",
+        "Travel",
+        "Office moves",
+        "Expense reports",
+        "Onboarding",
+        "Badge access",
+        "Catering",
+        "Conference rooms",
+        "Mobile phones",
+        "Software licences",
+        "Desk booking",
+        "Shipping",
+        "Health benefits",
+        "Training budgets",
+        "Visitor passes",
+        "Recycling",
+        "Lost and found",
+    )
+    for team in ("facilities",)
+]
 
 
 async def _index_code_corpus(store: ChunkStore, embedder: WordLlamaEmbedder) -> None:
     chunks = chunks_of("acme", "notes", RELEASE_NOTE)
     for document_id, text in ROTATION_PASSAGES.items():
         chunks += chunks_of("acme", document_id, text)
+    for n, text in enumerate(OTHER_TOPICS):
+        chunks += chunks_of("acme", f"topic-{n}", text)
     await index_chunks(store, embedder, chunks)
 
 
-async def test_hybrid_search_finds_an_exact_identifier_that_dense_search_misses(
+async def test_rank_fusion_finds_an_exact_identifier_that_dense_search_misses(
     open_store: OpenStore, embedder: WordLlamaEmbedder
 ) -> None:
-    """A question naming an error code finds the one chunk containing it, though that chunk
-    reads like nothing else in the question."""
-    store = await open_store()
+    """With RAGQ_HYBRID_FUSION=rank (BM25's list weighing 2), a question naming an error code
+    finds the one chunk containing it, though that chunk reads like nothing else in the
+    question and BM25 puts it only just ahead of passages sharing the question's other
+    words. (The default score fusion weighs BM25 by a quarter and ranks it 6th here, as
+    dense search does: better on average over docs/EVAL.md's sets, worse on this case.)"""
+    store = await open_store(hybrid_fusion="rank")
     await _index_code_corpus(store, embedder)
 
     async def top(mode: str, limit: int) -> list[str]:
         found = await search_ids(store, embedder, "acme", CODE_QUESTION, mode=mode, limit=limit)
         return [document_id for document_id, _, _ in found]
 
-    dense_all = await top("dense", 10)
+    dense_all = await top("dense", 30)
     assert "notes" not in await top("dense", 3)
-    assert dense_all[-1] == "notes"
+    assert dense_all.index("notes") >= len(ROTATION_PASSAGES)  # below every rotation passage
     assert (await top("sparse", 3))[0] == "notes"
     assert "notes" in await top("hybrid", 3)
 
