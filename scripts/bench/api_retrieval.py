@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -36,6 +38,16 @@ from shared.config import Settings
 REDIS_URL = "redis://127.0.0.1:6379/14"  # the benchmarks' DB: flushed before each set
 INGEST_TIMEOUT_S = 3600.0
 FOLLOW_S = 30
+MAX_ID = 128  # the API's longest document id
+
+
+def api_id(doc_id: str) -> str:
+    """The set's document id as the API accepts ids (`[A-Za-z0-9_.:-]{1,128}`): other
+    characters become `-`, and a longer id keeps its start and a hash of the whole."""
+    safe = re.sub(r"[^A-Za-z0-9_.:-]", "-", doc_id)
+    if len(safe) <= MAX_ID:
+        return safe
+    return f"{safe[: MAX_ID - 17]}-{hashlib.sha256(doc_id.encode()).hexdigest()[:16]}"
 
 
 async def _ask(client: httpx.AsyncClient, question: str, top_k: int) -> dict[str, Any]:
@@ -65,7 +77,8 @@ async def _measure(
     failed = sum(job["status"] != "completed" for job in jobs)
     totals = [0.0, 0.0, 0.0]
     retrieval_ms = []
-    for job, (_, gold) in zip(jobs, ds.questions, strict=True):
+    for job, (_, gold_ids) in zip(jobs, ds.questions, strict=True):
+        gold = {api_id(g) for g in gold_ids}
         result = job.get("result") or {}
         cited = [c["document_id"] for c in result.get("citations", [])]
         for i, value in enumerate(doc_scores(list(dict.fromkeys(cited)), gold)):
@@ -102,7 +115,7 @@ async def _one_set(ds: DataSet, args: argparse.Namespace, model: str) -> dict[st
             await stack.start_worker()
             await stack.start_api()
             key = await stack.create_key("apiret")
-            docs = [CorpusDoc(doc_id, title, text, {}) for doc_id, title, text in ds.docs]
+            docs = [CorpusDoc(api_id(doc_id), title, text, {}) for doc_id, title, text in ds.docs]
             async with httpx.AsyncClient(
                 base_url=stack.url,
                 headers={"Authorization": f"Bearer {key}"},

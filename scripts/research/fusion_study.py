@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import hashlib
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -33,6 +34,14 @@ MODELS = ("all-minilm-l6-v2", "multilingual-e5-small")
 def _load(model):
     with np.load(cache_dir() / f"{model}.npz") as data:
         return {str(k): row for k, row in zip(data["keys"], data["vectors"], strict=True)}
+
+
+def _cut(text, n):
+    """The first `n` characters, cut back to a word boundary."""
+    if len(text) <= n:
+        return text
+    head = text[:n]
+    return head[: head.rfind(" ")] if " " in head else head
 
 
 def _digest(text):
@@ -86,6 +95,7 @@ async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sets", default=",".join(["sample", "python-faq", *evalset_names()]))
     parser.add_argument("--titled", action="store_true", help="also MiniLM over title+section+text")
+    parser.add_argument("--e5-chars", type=int, default=0, help="also e5 over the first N chars")
     args = parser.parse_args()
     caches = {m: _load(m) for m in MODELS}
     executor = ThreadPoolExecutor(2)
@@ -143,6 +153,23 @@ async def main():
                 vectors=np.stack(list(titled.values())),
             )
             S["titled"] = Q[MODELS[0]] @ np.stack([titled[_digest(t)] for t in texts]).T
+        if args.e5_chars:
+            tag = f"multilingual-e5-small@{args.e5_chars}"
+            cut_path = cache_dir() / f"{tag}.npz"
+            cut = _load(tag) if cut_path.is_file() else {}
+            texts = [_cut(c.text, args.e5_chars) for c in chunks]
+            missing = [t for t in dict.fromkeys(texts) if _digest(t) not in cut]
+            started = time.perf_counter()
+            for first in range(0, len(missing), 256):
+                batch = missing[first : first + 256]
+                for t, v in zip(batch, await embedders[MODELS[1]].embed(batch), strict=True):
+                    cut[_digest(t)] = np.asarray(v, dtype=np.float32)
+            if missing:
+                rate = len(missing) / (time.perf_counter() - started)
+                print(f"{name}: e5@{args.e5_chars} {rate:.1f} chunks/s over {len(missing)}")
+                keys = np.array(list(cut), dtype="U32")
+                np.savez(cut_path, keys=keys, vectors=np.stack(list(cut.values())))
+            S["e5cut"] = Q[MODELS[1]] @ np.stack([cut[_digest(t)] for t in texts]).T
         for qi, (question, gold) in enumerate(ds.questions):
             a, b = S[MODELS[0]][qi], S[MODELS[1]][qi]
             lex = bm25(question)
@@ -155,6 +182,14 @@ async def main():
                     "titled+e5 1:6": t + 6 * b,
                     "dbsf titled+e5": _z(t) + _z(b),
                     "dbsf titled+e5+bm25 .25": _z(t) + _z(b) + 0.25 * _z(lex),
+                }
+            if args.e5_chars:
+                c5 = S["e5cut"][qi]
+                extra |= {
+                    "e5 cut": c5,
+                    "minilm+e5cut 1:6": a + 6 * c5,
+                    "dbsf minilm+e5cut": _z(a) + _z(c5),
+                    "dbsf minilm+e5cut+bm25 .25": _z(a) + _z(c5) + 0.25 * _z(lex),
                 }
             fused = {
                 **extra,
