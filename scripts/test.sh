@@ -32,7 +32,7 @@ trap 'kill "$faults" 2>/dev/null || true' EXIT
 gates=0
 echo "== deploy eval gate (test LLM, every question)"
 python scripts/eval_gate.py --redis-url "$RAGQ_TEST_REDIS_URL" \
-  --threshold 0.55 --min-hit-at-k 0.85 --min-mrr 0.72 --json-out .venv/eval-report.json || gates=1
+  --threshold 0.55 --min-hit-at-k 0.87 --min-mrr 0.78 --json-out .venv/eval-report.json || gates=1
 
 # The same gate with a real model: Qwen2.5-0.5B under llama.cpp (scripts/localllm/), 10
 # questions spread over the set, answers from top_k 5. It gates what the model writes: the

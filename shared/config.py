@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     # hybrid: how the dense and BM25 lists are fused. `score`: z-scores of each list, weighted
     # by RAGQ_SCORE_WEIGHTS (dense, sparse); `rank`: weighted RRF (RAGQ_RRF_WEIGHTS, RAGQ_RRF_K)
     hybrid_fusion: Literal["score", "rank"] = "score"
-    score_weights: tuple[float, float] = (1.0, 0.25)  # dense, sparse; JSON in the env
+    score_weights: tuple[float, float] = (1.0, 0.5)  # dense, sparse; JSON in the env
     rrf_weights: tuple[float, float] = (1.0, 2.0)  # dense, sparse; JSON in the env: [1, 2]
     rrf_k: int = Field(10, ge=1)
     bm25_k1: float = Field(1.2, ge=0)

@@ -81,8 +81,8 @@ async def test_rank_fusion_finds_an_exact_identifier_that_dense_search_misses(
     """With RAGQ_HYBRID_FUSION=rank (BM25's list weighing 2), a question naming an error code
     finds the one chunk containing it, though that chunk reads like nothing else in the
     question and BM25 puts it only just ahead of passages sharing the question's other
-    words. (The default score fusion weighs BM25 by a quarter and ranks it 6th here, as
-    dense search does: better on average over docs/EVAL.md's sets, worse on this case.)"""
+    words. (The default score fusion weighs BM25 by half and ranks it 5th here, one place
+    above dense search: better on average over docs/EVAL.md's sets, worse on this case.)"""
     store = await open_store(hybrid_fusion="rank")
     await _index_code_corpus(store, embedder)
 
