@@ -18,6 +18,9 @@ from workers.rag import sparse
 from workers.rag.points import Hit, stored_chunk
 
 
+SCORE_STATS_DEPTH = 100  # hits of each list whose scores set its normalisation
+
+
 @dataclass(frozen=True, slots=True)
 class SearchTuning:
     """BM25 parameters of stored sparse vectors and the weighting of hybrid fusion.
@@ -97,7 +100,9 @@ def fuse_scores(
     lists: Sequence[Sequence[models.ScoredPoint]], weights: Sequence[float]
 ) -> list[Hit]:
     """Distribution-based score fusion (Qdrant's DBSF, weighted): each list's scores are
-    mapped onto [0, 1] by its own mean ± 3 standard deviations (clipped), and a point's fused
+    mapped onto [0, 1] by the mean ± 3 standard deviations of its best `SCORE_STATS_DEPTH`
+    (clipped; a fixed depth, so the fusion does not depend on how many hits were asked
+    for), and a point's fused
     score is the weighted mean of its normalised scores; a point absent from a list gets that
     list's lowest (it scored below everything listed). A list whose scores are all equal
     normalises to 1.
@@ -111,7 +116,7 @@ def fuse_scores(
     for points, weight in zip(lists, weights, strict=True):
         if weight <= 0 or not points:
             continue
-        values = [p.score for p in points]
+        values = [p.score for p in points[:SCORE_STATS_DEPTH]]  # lists come best first
         mean = sum(values) / len(values)
         sd = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
         norm = {p.id: _unit(p.score, mean, sd) for p in points}

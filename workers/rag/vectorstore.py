@@ -26,6 +26,9 @@ SearchMode = Literal["hybrid", "dense", "sparse"]
 _UPSERT_BATCH = 256  # points per upsert request
 _TIE_SLACK = 8  # extra hits fetched so equal scores at the cut-off are broken by our order
 _MAX_FETCH = 2000  # hits asked for at most, when collapsing per document needs more
+# each list of a hybrid search: deep enough for fusion to reorder, and the same depth for
+# every request size, so a question ranks the same whatever `limit` it comes with
+HYBRID_DEPTH = 200
 
 
 class ChunkStore:
@@ -227,7 +230,7 @@ class ChunkStore:
         elif mode == "sparse":
             requests = [request(bm25, SPARSE, fetch)]
         else:  # each list deeper than the result: fusion only reorders what the lists hold
-            depth = max(4 * fetch, 100)  # and deep enough for score statistics
+            depth = max(2 * fetch, HYBRID_DEPTH)
             requests = [request(dense, DENSE, depth), request(bm25, SPARSE, depth)]
         responses: list[models.QueryResponse] = await self._collection.call(
             "query_batch_points", collection_name=self._collection.name, requests=requests
