@@ -182,7 +182,7 @@ def main() -> int:
     section = "\n".join(
         [
             begin,
-            "## Retrieval through the public API",
+            f"## Retrieval through the public API, {args.concurrency} question(s) at a time",
             "",
             f"Command: `{command}` (commit `{git_commit()}`, 2-core machine). A fresh stack per"
             " set (one worker, embedded Qdrant, extractive answers); documents posted to"

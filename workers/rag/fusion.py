@@ -17,7 +17,6 @@ from shared.config import Settings
 from workers.rag import sparse
 from workers.rag.points import Hit, stored_chunk
 
-
 SCORE_STATS_DEPTH = 100  # hits of each list whose scores set its normalisation
 
 
