@@ -15,6 +15,7 @@ from typing import Any
 from shared.clients import make_redis
 from shared.config import Settings
 from shared.redis_keys import Keys
+from workers.rag.indexes import tenant_records
 
 
 async def status(settings: Settings) -> dict[str, Any]:
@@ -23,12 +24,7 @@ async def status(settings: Settings) -> dict[str, Any]:
     redis = make_redis(settings)
     try:
         base = await redis.get(keys.index_base)
-        prefix = keys.index_tenant("")
-        tenants: dict[str, str] = {}
-        async for key in redis.scan_iter(match=f"{prefix}*", count=500):
-            model = await redis.get(key)
-            if model:
-                tenants[key.removeprefix(prefix)] = model
+        tenants = await tenant_records(redis, keys)
         mover = await redis.get(keys.index_migration)
     finally:
         await redis.aclose()

@@ -85,8 +85,9 @@ class Settings(BaseSettings):
     chunk_overlap_chars: int = Field(150, ge=0)
     retrieval_mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
     max_chunks_per_document: int = Field(3, ge=0)  # 0 = no cap
-    # hybrid: how the dense and BM25 lists are fused. `score`: z-scores of each list, weighted
-    # by RAGQ_SCORE_WEIGHTS (dense, sparse); `rank`: weighted RRF (RAGQ_RRF_WEIGHTS, RAGQ_RRF_K)
+    # hybrid: how the dense and BM25 lists are fused. `score`: each list's scores normalised
+    # by its mean ± 3 standard deviations, weighted by RAGQ_SCORE_WEIGHTS (dense, sparse);
+    # `rank`: weighted RRF (RAGQ_RRF_WEIGHTS, RAGQ_RRF_K)
     hybrid_fusion: Literal["score", "rank"] = "score"
     score_weights: tuple[float, float] = (1.0, 0.5)  # dense, sparse; JSON in the env
     rrf_weights: tuple[float, float] = (1.0, 2.0)  # dense, sparse; JSON in the env: [1, 2]

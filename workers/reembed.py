@@ -51,6 +51,7 @@ class Migration:
         token: str,
         *,
         grace_s: float = 30.0,
+        lock_ttl_s: float = LOCK_TTL_S,
     ) -> None:
         self._indexes = indexes
         self._redis = redis
@@ -60,31 +61,41 @@ class Migration:
         self._renew = redis.register_script(source("lock_renew"))
         self._release = redis.register_script(source("lock_release"))
         self._grace_s = grace_s
+        self._lock_ttl_s = lock_ttl_s
         self.moved: list[str] = []
 
     async def run(self) -> None:
         """Wait for the lock, move every tenant, drop the collections left empty."""
         if not self._indexes.previous:
             return
-        ttl_ms = int(LOCK_TTL_S * 1000)
+        ttl_ms = int(self._lock_ttl_s * 1000)
         lock = self._keys.index_migration
         while not await self._redis.set(lock, self._token, nx=True, px=ttl_ms):
             if not await self._left():
                 return  # another worker finished the move
-            await asyncio.sleep(LOCK_TTL_S / 3)  # it may die: then its lock expires
+            await asyncio.sleep(self._lock_ttl_s / 3)  # it may die: then its lock expires
+        # the move runs only while the lock is this worker's: when renewing it fails (the
+        # lock expired, Redis is away), the move is stopped, not left to race another worker
         renewer = asyncio.create_task(self._keep_lock(ttl_ms), name="reembed-lock")
+        mover = asyncio.create_task(self._move_all(), name="reembed-move")
         try:
-            await self._move_all()
+            await asyncio.wait([renewer, mover], return_when=asyncio.FIRST_COMPLETED)
+            if not mover.done():
+                mover.cancel()
+                await asyncio.gather(mover, return_exceptions=True)
+                renewer.result()  # its error says why the move stopped
+                raise LockLost("the embedding migration lock was lost")
+            mover.result()
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, LockLost):
-                await renewer
+            for task in (renewer, mover):
+                task.cancel()
+            await asyncio.gather(renewer, mover, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await self._release(keys=[self._keys.index_migration], args=[self._token])
 
     async def _keep_lock(self, ttl_ms: int) -> None:
         while True:
-            await asyncio.sleep(LOCK_TTL_S / 3)
+            await asyncio.sleep(self._lock_ttl_s / 3)
             if not await self._renew(keys=[self._keys.index_migration], args=[self._token, ttl_ms]):
                 raise LockLost("the embedding migration lock expired")
 

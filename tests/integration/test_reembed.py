@@ -6,7 +6,8 @@ version is not resurrected by the copy, and the old collection is dropped at the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from workers.rag.ensemble import EnsembleEmbedder
 from workers.rag.indexes import Index, Indexes
 from workers.rag.retrieval import Retriever
 from workers.rag.vectorstore import ChunkStore
-from workers.reembed import Migration
+from workers.reembed import LockLost, Migration
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +167,42 @@ async def test_tenants_without_a_record_are_moved_and_new_tenants_start_on_the_n
     assert await indexes.base() == world.new.model
     assert await indexes.model_of("gamma") == world.new.model
     assert await indexes.tenant_records() == {"acme": world.new.model, "beta": world.new.model}
+
+
+class Gated:
+    """An embedder that, once called, waits for `release` before it embeds."""
+
+    def __init__(self, inner: Index) -> None:
+        self.name, self.dim = inner.embedder.name, inner.embedder.dim
+        self._inner = inner.embedder
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def embed(self, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
+        self.entered.set()
+        await self.release.wait()
+        return await self._inner.embed(texts, query=query)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+async def test_a_worker_that_loses_the_lock_stops_moving(world: World) -> None:
+    """If the migration lock passes to another worker mid-copy (this one stalled past its
+    TTL), this worker stops: the tenant is not switched by it and the other's lock stays."""
+    await world.add([world.old], "acme", "keys", KEYS)
+    gated = Gated(world.new)
+    world.new = Index(world.new.model, gated, world.new.store)
+    indexes = await world.indexes()
+    migration = Migration(
+        indexes, world.redis, world.keys, world.documents, "me", grace_s=0, lock_ttl_s=0.3
+    )
+    running = asyncio.create_task(migration.run())
+    await gated.entered.wait()  # copying acme, holding the lock
+    await world.redis.set(world.keys.index_migration, "other", px=60_000)
+    with pytest.raises(LockLost):
+        await running
+    gated.release.set()
+    assert await indexes.model_of("acme") == OLD
+    assert migration.moved == []
+    assert await world.redis.get(world.keys.index_migration) == "other"

@@ -77,13 +77,7 @@ class Indexes:
 
     async def tenant_records(self) -> dict[str, str]:
         """Every tenant's recorded model."""
-        prefix = self._keys.index_tenant("")
-        records: dict[str, str] = {}
-        async for key in self._redis.scan_iter(match=f"{prefix}*", count=500):
-            model = await self._redis.get(key)
-            if model:
-                records[key.removeprefix(prefix)] = model
-        return records
+        return await tenant_records(self._redis, self._keys)
 
     async def model_of(self, tenant: str) -> str:
         """The model that serves the tenant now (one round trip)."""
@@ -124,3 +118,14 @@ class Indexes:
             await self.forget(model)
         await self.target.embedder.aclose()
         await self.target.store.aclose()
+
+
+async def tenant_records(redis: Redis, keys: Keys) -> dict[str, str]:
+    """Every tenant's recorded model (also read by `ragq index status`)."""
+    prefix = keys.index_tenant("")
+    records: dict[str, str] = {}
+    async for key in redis.scan_iter(match=f"{prefix}*", count=500):
+        model = await redis.get(key)
+        if model:
+            records[key.removeprefix(prefix)] = model
+    return records

@@ -67,13 +67,6 @@ class QdrantCollection:
         """Delete the collection and every point in it."""
         await self.call("delete_collection", collection_name=self.name)
 
-    async def count(self, query_filter: models.Filter | None = None) -> int:
-        """The number of points (matching `query_filter`), counted exactly."""
-        result = await self.call(
-            "count", collection_name=self.name, count_filter=query_filter, exact=True
-        )
-        return int(result.count)
-
     @classmethod
     async def open(cls, settings: Settings) -> QdrantCollection:
         """Connect to the server, or open the local folder (on the collection's own thread)."""

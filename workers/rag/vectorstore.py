@@ -81,11 +81,6 @@ class ChunkStore:
         chunks = [stored_chunk(p.payload or {}) for p in points]
         return chunks, None if next_offset is None else str(next_offset)
 
-    async def count(self, tenant: str | None = None) -> int:
-        """Chunks stored: the tenant's, or all."""
-        where = None if tenant is None else models.Filter(must=[tenant_condition(tenant)])
-        return await self._collection.count(where)
-
     async def drop(self) -> None:
         """Delete the collection itself, then close this store."""
         await self._collection.drop()
