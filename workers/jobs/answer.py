@@ -19,7 +19,7 @@ from shared.events import AnswerCompleted
 from shared.jobrecord import JobRecord
 from shared.logging import get_logger
 from shared.metrics import JOB_STAGE_SECONDS, JOBS_FINISHED, JOBS_IN_PROGRESS
-from shared.schemas.jobs import AnswerJobPayload, JobError, JobResult
+from shared.schemas.jobs import AnswerJobPayload, Citation, JobError, JobResult
 from workers.jobs.attempts import deaths_so_far, poison_message
 from workers.jobs.generate import answer_question
 from workers.jobs.resume import Emitter, JobStopped, previous_attempt
@@ -126,22 +126,18 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     # read before retrieval: an answer cached under it was built from this corpus or older
     corpus = await rt.answers.corpus_version(job.tenant) if job.request_digest else "0"
     announced, streamed = (None, "") if job_try <= 1 else await previous_attempt(rt, job.job_id)
-    emitter = Emitter(rt, job.job_id, streamed)
-    if pending := record.pending_result:
-        # an earlier attempt generated (and paid for) the whole answer, then died: finish it
-        result = JobResult.model_validate_json(pending)
-        await emitter.emit(result.answer)  # nothing, unless that attempt died mid-way
-        result.answer = emitter.text
-        log.info("job.resumed", answered=True)
-    else:
-        result = await answer_question(rt, job, record, announced, emitter, corpus)
-        total_ms = queue_ms + int((time.perf_counter() - started) * 1000)
-        result.timings_ms = {"queue": queue_ms, **result.timings_ms, "total": total_ms}
-        # a re-run after this point finishes the job without calling the LLM again
-        await rt.jobs.note(job.job_id, pending_result=result.model_dump_json())
-    await _share(rt, record, result)
+    emitter = Emitter(rt, job.job_id, streamed, flush_s=rt.settings.stream_flush_ms / 1000)
+    try:
+        result = await _answer(rt, job, record, announced, emitter, corpus, queue_ms, started)
+        await _share(rt, record, result)
+        held = await emitter.pending()  # written with the completion: one write, not two
+    finally:
+        emitter.close()
     completed = await rt.jobs.finish(
-        job.job_id, "completed", result=result, before=[AnswerCompleted(answer=result.answer)]
+        job.job_id,
+        "completed",
+        result=result,
+        before=[*held, AnswerCompleted(answer=result.answer)],
     )
     if completed is not None:
         queue = request.priority
@@ -158,6 +154,33 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
         citations=len(result.citations),
         total_ms=result.timings_ms["total"],
     )
+
+
+async def _answer(
+    rt: Runtime,
+    job: AnswerJobPayload,
+    record: JobRecord,
+    announced: tuple[list[Citation], str | None] | None,
+    emitter: Emitter,
+    corpus: str,
+    queue_ms: int,
+    started: float,
+) -> JobResult:
+    """The job's result: the answer an earlier attempt left (it died before completing the
+    job), or a new one, noted in the record before the job completes."""
+    if pending := record.pending_result:
+        # an earlier attempt generated (and paid for) the whole answer, then died: finish it
+        result = JobResult.model_validate_json(pending)
+        await emitter.emit(result.answer)  # nothing, unless that attempt died mid-way
+        result.answer = emitter.text
+        log.info("job.resumed", answered=True)
+    else:
+        result = await answer_question(rt, job, record, announced, emitter, corpus)
+        total_ms = queue_ms + int((time.perf_counter() - started) * 1000)
+        result.timings_ms = {"queue": queue_ms, **result.timings_ms, "total": total_ms}
+        # a re-run after this point finishes the job without calling the LLM again
+        await rt.jobs.note(job.job_id, pending_result=result.model_dump_json())
+    return result
 
 
 async def _share(rt: Runtime, record: JobRecord, result: JobResult) -> None:
