@@ -174,6 +174,10 @@ class Settings(BaseSettings):
     def _overlap_below_chunk(self) -> Settings:
         if self.chunk_overlap_chars >= self.chunk_max_chars:
             raise ValueError("RAGQ_CHUNK_OVERLAP_CHARS must be below RAGQ_CHUNK_MAX_CHARS")
+        # a job's answer deltas do not push its record's expiry back (its start did), so
+        # the record must outlive the longest job
+        if self.result_ttl_s <= self.job_timeout_s:
+            raise ValueError("RAGQ_RESULT_TTL_S must be above RAGQ_JOB_TIMEOUT_S")
         return self
 
     @property

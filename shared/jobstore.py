@@ -96,9 +96,12 @@ class JobStore:
         Returns the last sequence number, 0 if the job is already terminal, -1 if it is gone.
         """
         job_key = self._keys.job(job_id)
+        # an answer delta leaves the expiry alone: the job's start set it, and the record
+        # outlives the longest job (RAGQ_RESULT_TTL_S > RAGQ_JOB_TIMEOUT_S)
+        deltas = not fields and all(isinstance(e, AnswerDelta) for e in events)
         args = {
             "job_id": job_id,
-            "ttl_ms": self._ttl_ms,
+            "ttl_ms": 0 if deltas else self._ttl_ms,
             "maxlen": self._max_len,
             "usage_ttl_s": SPEND_TTL_S,
             "events": [[e.event, e.data()] for e in events],

@@ -4,7 +4,7 @@
 -- uncounted nor split a completion's events (answer.completed, job.completed) in two.
 -- KEYS[1] job hash   KEYS[2] its events   KEYS[3] its done stream   KEYS[4] tenant's usage
 -- KEYS[5] its concurrency lease set   KEYS[6] its inflight pointer (5, 6: any key when unused)
--- ARGV[1] JSON {"job_id", "ttl_ms", "maxlen", "usage_ttl_s", "events": [[name, data], ...],
+-- ARGV[1] JSON {"job_id", "ttl_ms" (0: keep the expiry as it is), "maxlen", "usage_ttl_s", "events": [[name, data], ...],
 --   "usage": {counter: increment}, "fields": {field: value}, "lease": bool, "inflight": bool}
 -- Returns: the last new sequence number; 0 when the job is already terminal; -1 when gone.
 -- requires: jobs
@@ -24,8 +24,10 @@ for _, event in ipairs(a.events) do
   seq = append(KEYS[1], KEYS[2], event[1], event[2], a.maxlen)
   last = event[1]
 end
-redis.call('PEXPIRE', KEYS[1], a.ttl_ms)
-redis.call('PEXPIRE', KEYS[2], a.ttl_ms)
+if a.ttl_ms > 0 then
+  redis.call('PEXPIRE', KEYS[1], a.ttl_ms)
+  redis.call('PEXPIRE', KEYS[2], a.ttl_ms)
+end
 if last == 'job.completed' or last == 'job.failed' then
   mark_done(KEYS[3], string.sub(last, 5), a.ttl_ms, KEYS[1], a.job_id,
             a.lease and KEYS[5], a.inflight and KEYS[6])
