@@ -29,6 +29,7 @@ from shared.jobrecord import new_job_id
 from shared.metrics import ADMISSION_REJECTIONS, CACHE_REQUESTS, JOBS_FINISHED, JOBS_SUBMITTED
 from shared.schemas.jobs import JobCreate, JobPublic, JobResult, Usage
 from shared.tiers import llm_target
+from shared.workerliveness import FRESH_BEATS
 
 log = structlog.get_logger("api.jobs")
 
@@ -109,6 +110,8 @@ async def _admit_once(
     admission = Admission(
         max_depth=settings.max_queue_depth,
         max_wait_s=settings.max_queue_wait_s,
+        wait_ratio=settings.max_queue_wait_ratio,
+        fresh_ms=int(FRESH_BEATS * settings.heartbeat_s * 1000),
         drain_window_s=settings.drain_window_s,
         max_retry_after_s=settings.max_retry_after_s,
         lease_key=clients.keys.leases(key.key_id) if max_concurrent else None,
@@ -177,7 +180,8 @@ async def _refused(
         ADMISSION_REJECTIONS.labels(reason="overloaded").inc()
         return Overloaded(
             f"A job queued now on the {body.priority} queue would wait longer than"
-            f" {clients.settings.max_queue_wait_s:g} s to start (RAGQ_MAX_QUEUE_WAIT_S);"
+            f" {submitted.wait_limit_s:g} s to start (RAGQ_MAX_QUEUE_WAIT_S, or"
+            " RAGQ_MAX_QUEUE_WAIT_RATIO times the time a job takes, if lower);"
             f" retry in {submitted.retry_after} s.",
             retry_after=submitted.retry_after,
         )

@@ -42,6 +42,8 @@ class Admission:
 
     max_depth: int = 0  # queue depth at which new jobs are shed (0 = never)
     max_wait_s: float = 0  # estimated queue wait over which new jobs are shed (0 = never)
+    wait_ratio: float = 0  # ...or over this many times a job's measured time (0 = no such limit)
+    fresh_ms: int = 15_000  # a worker heartbeat older than this is a dead worker's
     drain_window_s: int = 60
     max_retry_after_s: int = 300
     lease_key: str | None = None  # the API key's lease set, when it has a concurrency cap
@@ -63,6 +65,7 @@ class Submitted:
     outcome: Outcome
     retry_after: int = 0
     scope: str = ""  # the exhausted budget's scope
+    wait_limit_s: float = 0  # the estimated wait a job may have (overloaded_wait)
 
 
 class Admitter:
@@ -122,6 +125,9 @@ class Admitter:
             "mode": mode,
             "max_depth": adm.max_depth,
             "max_wait_s": adm.max_wait_s,
+            "wait_ratio": adm.wait_ratio,
+            "queue": request.priority,
+            "fresh_ms": adm.fresh_ms,
             "bucket_s": DRAIN_BUCKET_S,
             "drain_window_s": adm.drain_window_s,
             "max_retry_after_s": adm.max_retry_after_s,
@@ -145,6 +151,7 @@ class Admitter:
             self._keys.usage(today(), tenant),
             adm.pointer_key or unused,
         ]
+        workers = [self._keys.workers]
         # the drain counters matter only to a queue with a depth or wait limit
         drains = (
             self._keys.drain_window(request.priority, time.time(), adm.drain_window_s)
@@ -157,8 +164,8 @@ class Admitter:
                 [self._keys.job(leader), self._keys.followers(leader)] if leader else [unused] * 2
             )
             args["leader"] = leader
-            outcome, value = await self._submit(
-                keys=[*keys, *leads, *drains], args=[json.dumps(args, ensure_ascii=False)]
+            outcome, value, *more = await self._submit(
+                keys=[*keys, *leads, *workers, *drains], args=[json.dumps(args, ensure_ascii=False)]
             )
             if outcome != "moved":
                 break
@@ -170,4 +177,5 @@ class Admitter:
             return Submitted(JobRecord.from_hash(record).public(), said)
         if said == "budget":
             return Submitted(None, said, scope=str(value))
-        return Submitted(None, said, retry_after=int(value))
+        limit = float(more[0]) if more else 0.0
+        return Submitted(None, said, retry_after=int(value), wait_limit_s=limit)

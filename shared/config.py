@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # a job whose estimated wait to start (queue ahead / measured drain rate) is longer is
     # refused (429 overloaded) rather than accepted to start late; 0 = depth alone decides
     max_queue_wait_s: float = Field(15.0, ge=0)
+    # ...or longer than this many times the time a job takes (slots / drain rate), so an
+    # accepted job waits at most half a job's time at any overload; 0 = the seconds alone
+    max_queue_wait_ratio: float = Field(0.5, ge=0)
     # answer tokens are written to the job's stream in batches: the first at once, the
     # rest at most this long after the previous write (0: one write per delta)
     stream_flush_ms: int = Field(50, ge=0, le=1000)

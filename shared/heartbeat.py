@@ -19,6 +19,7 @@ class WorkerHeartbeat(BaseModel):
     ts: float  # epoch seconds of the beat
     queues: list[str]
     running: int = 0  # jobs it runs now
+    slots: int = 0  # jobs it runs at once at most, per queue (admission's predicted wait)
     # the Redis connection the beat was written on: while it is listed, the worker lives
     client_id: int | None = None
     client_name: str | None = None

@@ -206,6 +206,7 @@ async def beat(rt: Runtime) -> bool:
             ts=time.time(),
             queues=list(rt.queues),
             running=len(rt.running),
+            slots=rt.settings.worker_max_jobs,
             client_id=await rt.beat_redis.client_id(),
             client_name=beat_client_name(rt.worker_id),
             qdrant=rt.qdrant_state,

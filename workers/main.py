@@ -12,6 +12,7 @@ import signal
 import sys
 from typing import Any, ClassVar
 
+import uvloop
 from arq.connections import RedisSettings
 
 from shared.clients import make_redis
@@ -246,7 +247,8 @@ def run(queue: str | None = None) -> None:
         await serve(settings, queues, stop=stop)
 
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as the API's
+            runner.run(main())
     except WorkerCrashed:
         sys.exit(1)  # worker.crashed said why
     except RuntimeError as exc:

@@ -5,16 +5,18 @@
 -- KEYS[6] the API key's lease set   KEYS[7] service spend   KEYS[8] tenant spend
 -- KEYS[9] the request's inflight pointer   KEYS[10] tenant's usage of the day
 -- KEYS[11] the request's answer pointer   KEYS[12] the expected leader's job hash
--- KEYS[13] its followers set   KEYS[14..] the queue's drain counters of the window
+-- KEYS[13] its followers set   KEYS[14] the workers hash (heartbeats)
+-- KEYS[15..] the queue's drain counters of the window
 -- (keys a mode does not use may be any key)
 -- ARGV[1] JSON {"job_id", "ttl_ms", "maxlen", "event", "payload", "score", "expires_ms",
 --   "notify_max", "mode": queue|coalesce|cached, "leader" (the inflight pointer's job id
 --   when the caller read it, "" if none), "max_depth" (0: none), "max_wait_s" (0: none),
---   "bucket_s" (the drain counters' bucket), "max_retry_after_s", "max_concurrent"
+--   "wait_ratio" (0: none), "queue" (its name in heartbeats), "fresh_ms" (a heartbeat older
+--   is a dead worker's), "bucket_s" (the drain counters' bucket), "max_retry_after_s", "max_concurrent"
 --   (0: none), "lease_ttl_ms", "reserve_nano" (0: none), "service_cap", "tenant_cap",
 --   "spend_ttl_s", "record": {field: value}}
--- Returns: {'ok'|'coalesced'|'cached', seq}, {'overloaded'|'overloaded_wait'|'concurrency',
---   retry_after}, {'budget', scope}, {'exists', 0}, {'cached_now', 0} (an identical request finished
+-- Returns: {'ok'|'coalesced'|'cached', seq}, {'overloaded'|'concurrency', retry_after},
+--   {'overloaded_wait', retry_after, the wait limit in seconds}, {'budget', scope}, {'exists', 0}, {'cached_now', 0} (an identical request finished
 --   since the caller's cache lookup: look again) or {'moved', 0} (the inflight pointer is
 --   no longer a.leader: read it again).
 -- requires: jobs enqueue reserve now
@@ -49,15 +51,36 @@ if mode ~= 'cached' and not leader then
     -- window is measured at its rate in those 5 s, not spread over the whole window
     local drained, busy_s, retry = 0, 0, tonumber(a.max_retry_after_s)
     local bucket_s = tonumber(a.bucket_s)
-    for i = 14, #KEYS do
+    for i = 15, #KEYS do
       local taken = tonumber(redis.call('GET', KEYS[i]) or '0')
       drained = drained + taken
       if taken > 0 then
         busy_s = busy_s + (i == #KEYS and math.max(1, (now / 1000) % bucket_s) or bucket_s)
       end
     end
-    -- the estimated wait of a job queued now: the queue ahead of it, drained at that rate
-    local wait = drained > 0 and depth * busy_s / drained or -1
+    -- the live workers' slots for this queue: arq keeps a running job in the queue until
+    -- it ends, so the jobs ahead of a new one are those beyond the slots
+    local slots = 0
+    if max_wait > 0 then
+      local fresh = now - tonumber(a.fresh_ms)
+      for _, beat in ipairs(redis.call('HVALS', KEYS[14])) do
+        local ok, b = pcall(cjson.decode, beat)
+        if ok and type(b) == 'table' and tonumber(b.ts or 0) * 1000 >= fresh
+           and type(b.queues) == 'table' then
+          for _, q in ipairs(b.queues) do
+            if q == a.queue then slots = slots + (tonumber(b.slots) or 0) end
+          end
+        end
+      end
+    end
+    -- the estimated wait of a job queued now: the queue ahead of it, drained at that rate;
+    -- the limit is the lower of max_wait and wait_ratio times the time a job takes
+    -- (slots / drain rate: every slot busy, as it is when jobs wait)
+    local wait = drained > 0 and math.max(0, depth - slots) * busy_s / drained or -1
+    local ratio = tonumber(a.wait_ratio)
+    if ratio > 0 and slots > 0 and drained > 0 then
+      max_wait = math.min(max_wait, ratio * slots * busy_s / drained)
+    end
     if full then  -- Retry-After: the time the queue takes to drain at the window's rate
       if drained > 0 then
         local drain_s = math.ceil(depth * tonumber(a.drain_window_s) / drained)
@@ -66,7 +89,8 @@ if mode ~= 'cached' and not leader then
       return {'overloaded', retry}
     end
     if wait > max_wait then
-      return {'overloaded_wait', math.max(1, math.min(retry, math.ceil(wait - max_wait)))}
+      local retry_s = math.max(1, math.min(retry, math.ceil(wait - max_wait)))
+      return {'overloaded_wait', retry_s, string.format('%.1f', max_wait)}
     end
   end
   if reserve_nano > 0 then

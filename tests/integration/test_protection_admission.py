@@ -13,6 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from shared.config import Settings
+from shared.heartbeat import WorkerHeartbeat
 from shared.redis_keys import DRAIN_BUCKET_S, Keys
 from tests.conftest import MakeSettings, api_with
 from tests.integration.conftest import auth, finished
@@ -119,6 +120,33 @@ async def test_a_queue_whose_estimated_wait_is_too_long_sheds(
     assert [r.status_code for r in admitted] == [202] * 11
     assert shed.status_code == 429
     assert shed.json()["type"].endswith("/overloaded")
-    assert "longer than 5 s to start (RAGQ_MAX_QUEUE_WAIT_S)" in shed.json()["detail"]
+    assert "longer than 5 s to start (RAGQ_MAX_QUEUE_WAIT_S" in shed.json()["detail"]
     assert shed.headers["Retry-After"] == "1"
     assert other.status_code == 202
+
+
+async def test_the_wait_counts_jobs_beyond_the_live_slots_and_stays_under_half_a_job(
+    make_settings: MakeSettings, issue_key: Callable[..., Any], redis: Redis, keys: Keys
+) -> None:
+    """A live worker with 4 slots on the queue: the 4 jobs it runs wait for nothing. With
+    10 jobs taken in 5 busy seconds (2 jobs/s), a job takes 4 / 2 = 2 s, so
+    `RAGQ_MAX_QUEUE_WAIT_RATIO=0.5` limits the estimated wait to 1 s, below
+    `RAGQ_MAX_QUEUE_WAIT_S=5`: a job behind 6 (2 beyond the slots, 1 s) is admitted, one
+    behind 7 (1.5 s) is refused, naming the 1 s. A dead worker's stale beat adds no slots."""
+    settings = make_settings(
+        max_queue_wait_s=5, max_queue_wait_ratio=0.5, max_queue_depth=1000, heartbeat_s=60
+    )
+    await redis.set(keys.drain_bucket("interactive", time.time() - 2 * DRAIN_BUCKET_S), 10)
+    live = WorkerHeartbeat(ts=time.time(), queues=["interactive", "batch"], slots=4)
+    dead = WorkerHeartbeat(ts=time.time() - 3600, queues=["interactive"], slots=100)
+    await redis.hset(  # type: ignore[misc]
+        keys.workers, mapping={"w-live": live.model_dump_json(), "w-dead": dead.model_dump_json()}
+    )
+    key = await issue_key("acme")
+    async with api_with(settings) as api:
+        admitted = [(await submit(api, key, f"q{i}", temperature=0.5)) for i in range(7)]
+        shed = await submit(api, key, "one too many", temperature=0.5)
+    assert [r.status_code for r in admitted] == [202] * 7
+    assert shed.status_code == 429
+    assert "longer than 1 s to start" in shed.json()["detail"]
+    assert shed.headers["Retry-After"] == "1"

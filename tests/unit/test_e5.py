@@ -48,7 +48,12 @@ async def test_vectors_are_the_pinned_ones(e5: E5Embedder) -> None:
         vectors = await e5.embed([case["text"] for case in chosen], query=query)
         for case, vector in zip(chosen, vectors, strict=True):
             assert len(vector) == e5.dim == 384
-            np.testing.assert_allclose(vector, case["vector"], atol=1e-5)
+            # the engine's SIMD kernels round differently on other CPUs (pinned on another machine,
+            # up to 2e-3 apart per component on AMD EPYC): the same vector, not the same bits
+            pinned = np.asarray(case["vector"])
+            cosine = float(np.dot(vector, pinned) / np.linalg.norm(vector) / np.linalg.norm(pinned))
+            assert cosine > 0.9999
+            np.testing.assert_allclose(vector, pinned, atol=5e-3)
 
 
 async def test_questions_and_passages_are_embedded_differently(e5: E5Embedder) -> None:
