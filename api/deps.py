@@ -42,8 +42,9 @@ class Clients:
     limiter: RateLimiter
 
 
-def get_clients(request: Request) -> Clients:
-    """The process's clients, from lifespan state."""
+async def get_clients(request: Request) -> Clients:
+    """The process's clients, from lifespan state (async: a plain `def` dependency would
+    run in a worker thread on every request)."""
     clients: Clients = request.state.clients
     return clients
 
@@ -84,7 +85,7 @@ async def get_api_key(
 ApiKeyDep = Annotated[ApiKey, Depends(get_api_key)]
 
 
-def get_tenant(key: ApiKeyDep) -> str:
+async def get_tenant(key: ApiKeyDep) -> str:
     """The tenant the caller's key belongs to."""
     return key.tenant
 

@@ -32,6 +32,7 @@ from shared.tiers import llm_target
 from shared.workerliveness import FRESH_BEATS
 
 log = structlog.get_logger("api.jobs")
+_NO_USAGE = Usage().model_dump()
 
 
 async def submit(
@@ -131,6 +132,17 @@ async def _admit_once(
             reserve_nano=terms.reserve_nano,
             caps_nano=terms.caps_nano,
         )
+    cached: JobResult | None = None
+    if hit is not None:
+        cached = JobResult.model_validate(
+            {
+                **hit,
+                "cached": True,
+                "usage": _NO_USAGE,
+                "cost_usd": 0.0,
+                "timings_ms": {"queue": 0, "retrieval": 0, "llm": 0, "total": 0},
+            }
+        )
     submitted = await clients.jobs.submit(
         job_id=job_id,
         tenant=tenant,
@@ -142,23 +154,14 @@ async def _admit_once(
             "tier": key.tier,
         },
         admission=admission,
+        answer=cached,  # recorded and completed in one step
     )
     if submitted.outcome == "cached_now":
         return None
     if submitted.job is None:
         raise await _refused(clients, tenant, body, submitted)
     job = submitted.job
-    if hit is not None:
-        result = JobResult.model_validate(
-            {
-                **hit,
-                "cached": True,
-                "usage": Usage().model_dump(),
-                "cost_usd": 0.0,
-                "timings_ms": {"queue": 0, "retrieval": 0, "llm": 0, "total": 0},
-            }
-        )
-        job = await clients.jobs.complete_with(job_id, result) or job
+    if cached is not None:
         JOBS_FINISHED.labels(queue=body.priority, status="completed").inc()
     elif submitted.outcome == "coalesced":
         CACHE_REQUESTS.labels(layer="coalesced", result="hit").inc()

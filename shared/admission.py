@@ -14,13 +14,20 @@ from redis.asyncio import Redis
 
 from shared.budget import SPEND_TTL_S, today
 from shared.coalescing import Coalescing
-from shared.events import JobQueued
-from shared.jobrecord import JobRecord
+from shared.events import (
+    AnswerCompleted,
+    AnswerDelta,
+    JobCompleted,
+    JobEvent,
+    JobQueued,
+    RetrievalCompleted,
+)
+from shared.jobrecord import JobRecord, usage_counts
 from shared.lua import source
 from shared.queue import JOB_EXPIRES_MS, NOTIFY_MAX_LEN, arq_payload, enqueue_keys
 from shared.redis_keys import ANSWER_JOB, DRAIN_BUCKET_S, Keys
 from shared.schemas.common import rfc3339, utcnow
-from shared.schemas.jobs import AnswerJobPayload, JobCreate, JobPublic
+from shared.schemas.jobs import AnswerJobPayload, JobCreate, JobPublic, JobResult
 
 Outcome = Literal[
     "ok",
@@ -89,10 +96,13 @@ class Admitter:
         request_id: str,
         payload_extra: dict[str, Any] | None = None,
         admission: Admission | None = None,
+        answer: JobResult | None = None,
     ) -> Submitted:
         """Admit, record, announce `job.queued` and enqueue a job, in one atomic step.
 
         Nothing is written when admission refuses it (queue full, concurrency cap, budget).
+        With `answer` (a cached one; admission `cached`) the job is recorded and completed
+        with it in that same step, its events as `JobStore.complete_with` writes them.
         """
         adm = admission or Admission()
         record = {
@@ -104,15 +114,17 @@ class Admitter:
             "queue": request.priority,
             "request_id": request_id,
         }
-        payload = AnswerJobPayload(
-            job_id=job_id,
-            tenant=tenant,
-            request_id=request_id,
-            request=request,
-            **(payload_extra or {}),
-        ).model_dump(mode="json")
-        body, score = arq_payload(ANSWER_JOB, payload)
         mode = "cached" if adm.cached else "coalesce" if adm.inflight_key else "queue"
+        body, score = b"", 0  # a job answered from the cache is never queued
+        if mode != "cached":
+            payload = AnswerJobPayload(
+                job_id=job_id,
+                tenant=tenant,
+                request_id=request_id,
+                request=request,
+                **(payload_extra or {}),
+            ).model_dump(mode="json")
+            body, score = arq_payload(ANSWER_JOB, payload)
         args: dict[str, Any] = {
             "job_id": job_id,
             "ttl_ms": self._ttl_ms,
@@ -139,6 +151,9 @@ class Admitter:
             "spend_ttl_s": SPEND_TTL_S,
             "record": record,
         }
+        job: JobPublic | None = None
+        if answer is not None:
+            job, args["finish"] = _finish(record, answer)
         unused = self._keys.job(job_id)  # stands in for keys a mode does not touch
         spend = adm.spend_keys or (unused, unused)
         keys = [
@@ -151,11 +166,11 @@ class Admitter:
             self._keys.usage(today(), tenant),
             adm.pointer_key or unused,
         ]
-        workers = [self._keys.workers]
+        workers = [self._keys.workers, self._keys.job_done(job_id)]
         # the drain counters matter only to a queue with a depth or wait limit
         drains = (
             self._keys.drain_window(request.priority, time.time(), adm.drain_window_s)
-            if adm.max_depth > 0 or adm.max_wait_s > 0
+            if (adm.max_depth > 0 or adm.max_wait_s > 0) and mode != "cached"
             else []
         )
         leader = ""  # most often no identical job runs: read the pointer only when moved
@@ -174,8 +189,32 @@ class Admitter:
             raise RuntimeError("the coalescing leader kept changing")
         said = cast(Outcome, str(outcome))
         if said in {"ok", "coalesced", "cached"}:
-            return Submitted(JobRecord.from_hash(record).public(), said)
+            return Submitted(job or JobRecord.from_hash(record).public(), said)
         if said == "budget":
             return Submitted(None, said, scope=str(value))
         limit = float(more[0]) if more else 0.0
         return Submitted(None, said, retry_after=int(value), wait_limit_s=limit)
+
+
+def _finish(record: dict[str, str], answer: JobResult) -> tuple[JobPublic, dict[str, Any]]:
+    """The completed job of a submit answered from the cache, and what the script writes
+    to complete it: the fields, the events (citations, the answer as one delta, the
+    completed job) and the usage counts."""
+    now = rfc3339(utcnow())
+    fields = {
+        "status": "completed",
+        "started_at": now,
+        "completed_at": now,
+        "result": answer.model_dump_json(),
+    }
+    job = JobRecord.from_hash(record).public(**fields)
+    events: list[JobEvent] = [RetrievalCompleted(citations=answer.citations)]
+    if answer.answer:
+        events.append(AnswerDelta(delta=answer.answer))
+    events += [AnswerCompleted(answer=answer.answer), JobCompleted(job=job)]
+    finish = {
+        "fields": fields,
+        "events": [[e.event, e.data()] for e in events],
+        "usage": usage_counts(job),
+    }
+    return job, finish

@@ -108,3 +108,13 @@ class JobRecord:
                 "links": job_links(self.id),
             }
         )
+
+
+def usage_counts(job: JobPublic) -> dict[str, int]:
+    """What a finished job adds to its tenant's usage counters of the day."""
+    counts: dict[str, int] = {job.status: 1}
+    if job.result is not None:
+        counts["prompt_tokens"] = job.result.usage.prompt_tokens
+        counts["completion_tokens"] = job.result.usage.completion_tokens
+        counts["cache_hits"] = int(job.result.cached)
+    return counts

@@ -35,7 +35,7 @@ from shared.events import (
     RetrievalCompleted,
     StoredEvent,
 )
-from shared.jobrecord import JobRecord
+from shared.jobrecord import JobRecord, usage_counts
 from shared.lua import source
 from shared.queue import JOB_EXPIRES_MS, NOTIFY_MAX_LEN, enqueue_keys
 from shared.redis_keys import Keys
@@ -172,7 +172,7 @@ class JobStore:
             else JobFailed(job_id=job_id, error=error or JobError(type="internal", message=""))
         )
         seq = await self.append(
-            job_id, *before, end, usage=_usage_counts(job), ending=record, **fields
+            job_id, *before, end, usage=usage_counts(job), ending=record, **fields
         )
         return job if seq > 0 else None
 
@@ -271,13 +271,3 @@ class JobStore:
                 seq = int(str(entry_id).rsplit("-", 1)[1])
                 events.append(StoredEvent(seq, cast(EventName, fields["event"]), fields["data"]))
         return events
-
-
-def _usage_counts(job: JobPublic) -> dict[str, int]:
-    """What a finished job adds to its tenant's usage counters of the day."""
-    counts: dict[str, int] = {job.status: 1}
-    if job.result is not None:
-        counts["prompt_tokens"] = job.result.usage.prompt_tokens
-        counts["completion_tokens"] = job.result.usage.completion_tokens
-        counts["cache_hits"] = int(job.result.cached)
-    return counts

@@ -5,8 +5,8 @@
 -- KEYS[6] the API key's lease set   KEYS[7] service spend   KEYS[8] tenant spend
 -- KEYS[9] the request's inflight pointer   KEYS[10] tenant's usage of the day
 -- KEYS[11] the request's answer pointer   KEYS[12] the expected leader's job hash
--- KEYS[13] its followers set   KEYS[14] the workers hash (heartbeats)
--- KEYS[15..] the queue's drain counters of the window
+-- KEYS[13] its followers set   KEYS[14] the workers hash (heartbeats)   KEYS[15] its done
+-- stream   KEYS[16..] the queue's drain counters of the window
 -- (keys a mode does not use may be any key)
 -- ARGV[1] JSON {"job_id", "ttl_ms", "maxlen", "event", "payload", "score", "expires_ms",
 --   "notify_max", "mode": queue|coalesce|cached, "leader" (the inflight pointer's job id
@@ -14,7 +14,9 @@
 --   "wait_ratio" (0: none), "queue" (its name in heartbeats), "fresh_ms" (a heartbeat older
 --   is a dead worker's), "bucket_s" (the drain counters' bucket), "max_retry_after_s", "max_concurrent"
 --   (0: none), "lease_ttl_ms", "reserve_nano" (0: none), "service_cap", "tenant_cap",
---   "spend_ttl_s", "record": {field: value}}
+--   "spend_ttl_s", "record": {field: value}, "finish" (mode cached: the job completes in
+--   this same step): {"events": [[name, data], ...], "fields": {field: value},
+--   "usage": {counter: increment}} or absent}
 -- Returns: {'ok'|'coalesced'|'cached', seq}, {'overloaded'|'concurrency', retry_after},
 --   {'overloaded_wait', retry_after, the wait limit in seconds}, {'budget', scope}, {'exists', 0}, {'cached_now', 0} (an identical request finished
 --   since the caller's cache lookup: look again) or {'moved', 0} (the inflight pointer is
@@ -51,7 +53,7 @@ if mode ~= 'cached' and not leader then
     -- window is measured at its rate in those 5 s, not spread over the whole window
     local drained, busy_s, retry = 0, 0, tonumber(a.max_retry_after_s)
     local bucket_s = tonumber(a.bucket_s)
-    for i = 15, #KEYS do
+    for i = 16, #KEYS do
       local taken = tonumber(redis.call('GET', KEYS[i]) or '0')
       drained = drained + taken
       if taken > 0 then
@@ -131,5 +133,23 @@ redis.call('PEXPIRE', KEYS[2], a.ttl_ms)
 redis.call('HINCRBY', KEYS[10], 'requests', 1)
 redis.call('EXPIRE', KEYS[10], a.spend_ttl_s)
 if leader then return {'coalesced', seq} end
-if mode == 'cached' then return {'cached', seq} end
+if mode == 'cached' then
+  local finish = a.finish
+  if finish then  -- the answer is known: complete the job now, as job_append would
+    local done = {}
+    for name, value in pairs(finish.fields) do
+      done[#done + 1] = name
+      done[#done + 1] = value
+    end
+    redis.call('HSET', KEYS[1], unpack(done))
+    for _, event in ipairs(finish.events) do
+      seq = append(KEYS[1], KEYS[2], event[1], event[2], a.maxlen)
+    end
+    mark_done(KEYS[15], 'completed', a.ttl_ms, KEYS[1], a.job_id, false, false)
+    for counter, increment in pairs(finish.usage) do
+      redis.call('HINCRBY', KEYS[10], counter, increment)
+    end
+  end
+  return {'cached', seq}
+end
 return {'ok', seq}
