@@ -1,5 +1,6 @@
-"""The benchmarks' stack: the harness's processes on Redis DB 14, and one run's set-up and
-tear-down around them.
+"""The benchmarks' stack: the harness's processes on Redis DB 14 (or on a redis-server of
+the run's own, `session(..., own_redis=True)`), and one run's set-up and tear-down around
+them.
 
 A run flushes DB 14, starts the test LLM, one `ragq worker` and `ragq serve` with the
 benchmark's settings and issues one key; on the way out it stops the processes, flushes
@@ -25,6 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from scripts.harness import HarnessError, Stack
+from scripts.harness.redisproc import OwnRedis
 
 REDIS_URL = "redis://127.0.0.1:6379/14"  # a DB reserved for benchmarks: flushed at start and end
 KEY_PREFIX = "ragqbench"
@@ -51,12 +53,14 @@ def parse_overrides(items: Iterable[str], defaults: dict[str, str] | None = None
     return overrides
 
 
-def bench_env(overrides: dict[str, str], *, qdrant_path: Path, llm_url: str) -> dict[str, str]:
+def bench_env(
+    overrides: dict[str, str], *, qdrant_path: Path, llm_url: str, redis_url: str = REDIS_URL
+) -> dict[str, str]:
     """The children's environment: inherited minus every RAGQ_*, plus the benchmark's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAGQ_")}
     env.update(
         {
-            "RAGQ_REDIS_URL": REDIS_URL,
+            "RAGQ_REDIS_URL": redis_url,
             "RAGQ_KEY_PREFIX": KEY_PREFIX,
             "RAGQ_QDRANT_PATH": str(qdrant_path),
             "RAGQ_LLM_BASE_URL": llm_url,
@@ -75,12 +79,14 @@ def bench_env(overrides: dict[str, str], *, qdrant_path: Path, llm_url: str) -> 
 
 @dataclass
 class Session:
-    """One benchmark run: its stack, its Redis connection (DB 14) and its temp dir."""
+    """One benchmark run: its stack, its Redis connection (DB 14, or its own server's DB 0
+    at `redis_url`) and its temp dir."""
 
     stack: Stack
     redis: Redis
     workdir: Path
     redis_version: str = ""
+    redis_url: str = REDIS_URL
     ok: bool = False  # set once the section is published: the temp dir is removed then
 
     async def start_stack(self, overrides: dict[str, str]) -> str:
@@ -88,7 +94,9 @@ class Session:
         llm_url = await self.stack.start_llm("--host", "127.0.0.1", name="testllm")
         log(f"test LLM ready at {llm_url} (pid {self.stack.procs['testllm'].pid})")
         qdrant = self.workdir / "qdrant"
-        self.stack.env = bench_env(overrides, qdrant_path=qdrant, llm_url=f"{llm_url}/v1")
+        self.stack.env = bench_env(
+            overrides, qdrant_path=qdrant, llm_url=f"{llm_url}/v1", redis_url=self.redis_url
+        )
         worker = await self.stack.start_worker()
         await self.stack.start_api()
         api = self.stack.procs["api"]
@@ -112,10 +120,16 @@ class Session:
 
 
 @contextlib.asynccontextmanager
-async def session(name: str, keep_logs: bool, stacks: list[Stack]) -> AsyncIterator[Session]:
-    """A flushed DB 14 and a temp dir for one run of the benchmark `name`; always cleaned."""
-    redis = Redis.from_url(REDIS_URL, decode_responses=True)
+async def session(
+    name: str, keep_logs: bool, stacks: list[Stack], *, own_redis: bool = False
+) -> AsyncIterator[Session]:
+    """A flushed DB 14 and a temp dir for one run of the benchmark `name`; always cleaned.
+    With `own_redis`, a redis-server of the run's own (on a free port, its data in the temp
+    dir) instead of DB 14, so that its `INFO` counts this stack's commands only."""
     workdir = Path(tempfile.mkdtemp(prefix=f"ragq-bench-{name}-"))
+    server = OwnRedis(workdir / "redis") if own_redis else None
+    redis_url = REDIS_URL if server is None else server.url
+    redis = Redis.from_url(redis_url, decode_responses=True)
     stack = Stack(
         workdir,
         dict(os.environ),
@@ -124,12 +138,14 @@ async def session(name: str, keep_logs: bool, stacks: list[Stack]) -> AsyncItera
         say=log,
     )
     stacks.append(stack)
-    run = Session(stack, redis, workdir)
+    run = Session(stack, redis, workdir, redis_url=redis_url)
     try:
         try:
+            if server is not None:
+                await server.start()
             await redis.ping()
         except Exception as exc:
-            raise StackError(f"Redis at {REDIS_URL} does not answer: {exc}") from exc
+            raise StackError(f"Redis at {redis_url} does not answer: {exc}") from exc
         await redis.flushdb()
         run.redis_version = str((await redis.info("server"))["redis_version"])
         yield run
@@ -138,6 +154,8 @@ async def session(name: str, keep_logs: bool, stacks: list[Stack]) -> AsyncItera
         with contextlib.suppress(Exception):
             await redis.flushdb()
         await redis.aclose()
+        if server is not None and server.proc is not None:
+            await server.kill()  # its data is the temp dir's, removed below
         if keep_logs or not run.ok:
             log(f"logs and data in {workdir}")
         else:

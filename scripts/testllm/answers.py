@@ -118,6 +118,15 @@ def split_tokens(text: str) -> list[str]:
     return _TOKEN.findall(text)
 
 
+def exact_tokens(tokens: list[str], count: int) -> list[str]:
+    """`tokens` cycled (one space between two rounds) and cut to exactly `count` tokens."""
+    if count <= len(tokens) or not tokens:
+        return tokens[:count]
+    round_ = [*tokens[:-1], tokens[-1].rstrip() + " "]
+    cycled = (round_ * (count // len(round_) + 1))[:count]
+    return [*cycled[:-1], cycled[-1].rstrip()]
+
+
 def prompt_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     """The prompt's token count the server reports: its words, plus 4 per message."""
     return sum(len(text_of(m.get("content")).split()) + 4 for m in messages)

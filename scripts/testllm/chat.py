@@ -9,7 +9,7 @@ import dataclasses
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scripts.testllm.answers import answer_for, prompt_tokens, split_tokens
+from scripts.testllm.answers import answer_for, exact_tokens, prompt_tokens, split_tokens
 from scripts.testllm.condense import condensed_for, is_condensation
 from scripts.testllm.replies import error, json_object, optional_int
 from scripts.testllm.responder import ChatResponder, Plan
@@ -54,6 +54,8 @@ async def chat(rt: Runtime, request: Request) -> Response:
     stream = body.get("stream") is True
     answer = condensed_for(messages) if condensing else answer_for(messages, cite=b.cite)
     tokens = split_tokens(answer)
+    if b.answer_tokens is not None and not condensing:
+        tokens = exact_tokens(tokens, b.answer_tokens)
     if stream and b.stream_reply == "empty":
         tokens = []
     finish_reason = "stop"

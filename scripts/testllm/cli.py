@@ -27,6 +27,12 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--first-token-latency-ms", type=float, default=0.0)
     parser.add_argument("--embedding-dim", type=int, default=64)
     parser.add_argument(
+        "--answer-tokens",
+        type=int,
+        default=None,
+        help="make every answer exactly this many streamed tokens (default: as it comes)",
+    )
+    parser.add_argument(
         "--stream-reply",
         choices=STREAM_REPLIES,
         default="sse",
@@ -43,6 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             token_latency_ms=args.token_latency_ms,
             first_token_latency_ms=args.first_token_latency_ms,
             embedding_dim=args.embedding_dim,
+            answer_tokens=args.answer_tokens,
             stream_reply=args.stream_reply,
         )
     except ValueError as exc:

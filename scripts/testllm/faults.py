@@ -16,6 +16,13 @@ with a `finish_reason`: a truncated stream) and "empty" (a well-formed stream wi
 `finish_reason` but no text). Non-streaming requests always get the JSON body.
 `condense_fail_status` fails only ragq's condensation requests (scripts/testllm/condense.py),
 every one of them while set, so the answer calls that follow still succeed.
+`answer_tokens` N makes every answer (not a condensation rewrite) exactly N streamed tokens:
+the normal answer's tokens cycled, a space between two rounds, and cut at N, so it still
+cites its `[n]` markers and its usage reports N completion tokens; `max_tokens` still cuts
+it shorter. Its tokens are streamed on a schedule, token k at `first_token_latency_ms + k *
+token_latency_ms`, so that latencies below the event loop's timer resolution (1 ms under
+uvloop) add up to the stated duration; without it, each token sleeps `token_latency_ms`
+after the one before. None (the default) leaves the answer and its pacing as they are.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ class Behaviour:
     `stream_reply` is the shape of a streaming request's reply (see the module docstring).
     `condense_fail_status` answers every condensation request with that status.
     `cite` false answers with the same quoted sentences but no `[n]` markers.
+    `answer_tokens` N makes every answer exactly N tokens long (None: as it comes).
     """
 
     token_latency_ms: float = 0.0
@@ -59,6 +67,7 @@ class Behaviour:
     embedding_dim: int = 64
     condense_fail_status: int | None = None
     cite: bool = True
+    answer_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("token_latency_ms", "first_token_latency_ms"):
@@ -74,6 +83,7 @@ class Behaviour:
                 raise ValueError(f"{flag} must be a boolean, got {getattr(self, flag)!r}")
         _check_int(self, "hang_after_tokens", low=0, optional=True)
         _check_int(self, "drop_after_tokens", low=0, optional=True)
+        _check_int(self, "answer_tokens", low=1, optional=True)
         if self.stream_reply not in STREAM_REPLIES:
             choices = ", ".join(STREAM_REPLIES)
             raise ValueError(f"stream_reply must be one of {choices}, got {self.stream_reply!r}")

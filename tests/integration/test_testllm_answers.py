@@ -1,16 +1,18 @@
 """The test LLM's answers through the openai client: the streamed deltas equal the plain
-answer and end with usage, max_tokens truncates, and embeddings are deterministic."""
+answer and end with usage, max_tokens truncates, answer_tokens fixes the length, and
+embeddings are deterministic."""
 
 from __future__ import annotations
 
 import math
+import time
 
 import httpx
 import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from scripts.testllm import DEFAULT_MODEL, NO_ANSWER, answer_for, embed_text
+from scripts.testllm import DEFAULT_MODEL, NO_ANSWER, answer_for, embed_text, split_tokens
 from tests.integration.testllm_chat import (
     ANSWER,
     MESSAGES,
@@ -116,3 +118,53 @@ async def test_embeddings_are_deterministic_normalised_and_word_based(
 
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
     assert len(resized.data[0].embedding) == 8
+
+
+@pytest.mark.parametrize("count", [5, 45])
+async def test_answer_tokens_makes_every_answer_exactly_that_long(
+    llm_api: openai.AsyncOpenAI, llm_http: httpx.AsyncClient, count: int
+) -> None:
+    """Guards answer_tokens: N streamed tokens (cut, or the answer cycled with its markers),
+    usage counting them, the plain reply alike, max_tokens still cutting, the tokens paced
+    on their schedule, None as before."""
+    tokens = split_tokens(ANSWER)
+    await control(llm_http, answer_tokens=count)
+    chunks: list[ChatCompletionChunk] = []
+    stream = await llm_api.chat.completions.create(
+        model=DEFAULT_MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+    )
+    await collect(stream, chunks)
+    completion = await llm_api.chat.completions.create(model=DEFAULT_MODEL, messages=MESSAGES)
+    short = await llm_api.chat.completions.create(
+        model=DEFAULT_MODEL, messages=MESSAGES, max_tokens=3
+    )
+
+    text = content_of(chunks)
+    assert len(chunks) - 3 == count  # role, finish and usage chunks besides the tokens
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == count
+    assert completion.choices[0].message.content == text
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens == count
+    if count <= len(tokens):
+        assert text == "".join(tokens[:count])
+    else:
+        assert text.startswith(ANSWER + " " + tokens[0])
+        assert text.count("[1]") == text.count("[2]") == 2
+        assert not text.endswith(" ")
+    assert short.choices[0].message.content == "".join(tokens[:3])
+    assert short.choices[0].finish_reason == "length"
+
+    await control(llm_http, token_latency_ms=1)  # paced: token k at k ms after the first
+    started = time.perf_counter()
+    await collect(
+        await llm_api.chat.completions.create(model=DEFAULT_MODEL, messages=MESSAGES, stream=True),
+        [],
+    )
+    assert time.perf_counter() - started >= (count - 1) * 0.001 - 0.001
+
+    await control(llm_http, answer_tokens=None, token_latency_ms=0)
+    plain = await llm_api.chat.completions.create(model=DEFAULT_MODEL, messages=MESSAGES)
+    assert plain.choices[0].message.content == ANSWER
+    bad = await llm_http.post("/_control", json={"answer_tokens": 0})
+    assert bad.status_code == 400
