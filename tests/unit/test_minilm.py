@@ -154,3 +154,25 @@ async def test_embed_runs_on_the_executor_and_leaves_the_loop_free(
     vectors = await task
     assert len(vectors) == 3
     assert [name.startswith(THREAD_PREFIX) for name in spy.threads] == [True, True]
+
+
+async def test_concurrent_questions_are_batched_and_each_gets_its_own_vector(
+    encoder: MiniLMEncoder, executor: ThreadPoolExecutor
+) -> None:
+    """20 questions asked at once (as 20 jobs do) go out in a few batches, not 20 encoder
+    runs, and each gets the vector it gets alone."""
+    questions = [f"How do I rotate signing key number {i}?" for i in range(20)]
+    alone = [encoder.encode([q])[0] for q in questions]
+    runs: list[int] = []
+
+    def counting(texts: Sequence[str]) -> Any:
+        runs.append(len(texts))
+        return encoder.encode(texts)
+
+    embedder = MiniLMEmbedder(encoder, executor, in_flight=2)
+    embedder._questions._encode = counting  # count the encoder runs of the question path
+    vectors = await asyncio.gather(*(embedder.embed([q], query=True) for q in questions))
+    for (vector,), expected in zip(vectors, alone, strict=True):
+        np.testing.assert_allclose(vector, expected, atol=1e-5)
+    assert sum(runs) == 20
+    assert len(runs) <= 5  # two started at once, the other 18 in batches of up to 8
