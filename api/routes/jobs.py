@@ -7,7 +7,7 @@ from typing import Annotated, Any, get_args
 
 import structlog
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sse_starlette import EventSourceResponse
 
 from api.deps import ApiKeyDep, ClientsDep, TenantDep
@@ -60,10 +60,13 @@ async def _load(clients: ClientsDep, tenant: str, job_id: str) -> JobRecord:
     return record
 
 
-def _accepted(job: JobPublic) -> JSONResponse:
-    return JSONResponse(
-        job.model_dump(mode="json"), status_code=202, headers={"Location": job.links.self}
-    )
+def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A model's JSON as pydantic serialises it (no dict in between, no second encoder)."""
+    return Response(model.model_dump_json(), status, headers, media_type="application/json")
+
+
+def _accepted(job: JobPublic) -> Response:
+    return _json(job, 202, {"Location": job.links.self})
 
 
 @router.post(
@@ -81,7 +84,7 @@ async def submit_job(
     clients: ClientsDep,
     key: ApiKeyDep,
     idempotency_key: IdempotencyKey = None,
-) -> JSONResponse:
+) -> Response:
     """Submit a RAG question as a job."""
     job, _ = await submit(request, clients, key, body, idempotency_key)
     return _accepted(job)
@@ -121,7 +124,8 @@ async def get_job(
     if wait > 0 and not record.terminal:
         await clients.jobs.wait_terminal(job_id, wait)
         record = await _load(clients, tenant, job_id)
-    response = JSONResponse(record.public().model_dump(mode="json"))
+    job = record.public()
+    response = _json(job)
     if not record.terminal:
         response.headers["Cache-Control"] = "no-store"
         return response
@@ -222,7 +226,7 @@ async def rag(
     extra: dict[str, Any] = {"job_id": job.id}
     if done.status == "completed" and done.result is not None:
         answer = RagResponse.model_validate({"job_id": job.id, **done.result.model_dump()})
-        return JSONResponse(answer.model_dump(mode="json"))
+        return _json(answer)
     if done.status == "failed":
         message = done.error.message if done.error else "the job failed"
         raise Conflict(f"Job {job.id} failed: {message}", extra=extra)
