@@ -17,7 +17,6 @@ import math
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ from scripts.bench.perf_report import Part, Run, markdown
 from scripts.bench.perf_throughput import throughput
 from scripts.bench.reportfile import (
     add_report_arguments,
+    dirty,
     effective_settings,
     git_commit,
     log_findings,
@@ -42,7 +42,7 @@ from scripts.bench.reportfile import (
     publish,
 )
 from scripts.bench.stack import Session, log, parse_overrides, run_benchmark, session
-from scripts.harness import ROOT, Stack, read_corpus
+from scripts.harness import Stack, read_corpus
 
 PHASES = ("overhead", "ttft", "cache", "redis", "throughput", "capacity", "overload", "soak")
 PAGES = 20
@@ -96,22 +96,6 @@ def command() -> str:
     if spec is not None and spec.name:  # python -m scripts.bench.perf
         return shlex.join(["python", "-m", spec.name, *sys.argv[1:]])
     return shlex.join(["python", *sys.argv])
-
-
-def dirty() -> bool:
-    """Whether tracked files differ from the commit (a read-only git call)."""
-    try:
-        done = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return False
-    return bool(done.stdout.strip())
 
 
 async def phases(args: argparse.Namespace, run: Session, load: PerfLoad) -> list[Part]:

@@ -70,20 +70,25 @@ def machine_info(redis_version: str) -> dict[str, str]:
     }
 
 
-def git_commit() -> str:
-    """The checked-out commit (read-only git call); the tree may also hold uncommitted edits."""
+def _git(*args: str) -> str | None:
+    """The output of a read-only git command in the repository, None if it failed."""
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
         )
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return done.stdout.strip() or "unknown"
+        return None
+    return done.stdout.strip()
+
+
+def git_commit() -> str:
+    """The checked-out commit (read-only git call); the tree may also hold uncommitted edits."""
+    return _git("rev-parse", "--short", "HEAD") or "unknown"
+
+
+def dirty() -> bool:
+    """Whether tracked files differ from the commit (a read-only git call)."""
+    return bool(_git("status", "--porcelain", "--untracked-files=no"))
 
 
 def effective_settings(env: dict[str, str], names: Sequence[str]) -> dict[str, str]:
