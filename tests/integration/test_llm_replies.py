@@ -18,6 +18,7 @@ from tests.integration.breakers import ANSWER, MESSAGES, breaker_settings, chat_
 from tests.integration.conftest import Answering, MakeLLM
 from tests.integration.test_breaker_jobs import submit
 from tests.integration.test_llm_path import control
+from workers.rag import replies
 from workers.rag.llm import LLMClient
 from workers.rag.replies import Completion
 
@@ -180,3 +181,29 @@ async def test_a_job_reports_its_own_failure_not_the_breaker_it_opened(
     second = (await submit(api, key, "What is VLT-4031? (again)"))["result"]
     assert (first["degraded_reason"], second["degraded_reason"]) == (reason, "circuit_open")
     assert await chat_requests(testllm) == 1
+
+
+@pytest.mark.parametrize("reply", ["sse", "garbage_events", "no_finish"])
+async def test_an_sdk_without_its_event_reader_reads_replies_the_same(
+    reply: str,
+    testllm: str,
+    make_settings: MakeSettings,
+    make_llm: MakeLLM,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stream is read from the SDK's decoded events as plain JSON (no chunk object per
+    token); an SDK without that reader falls back to its chunk objects, with the same
+    outcome: the answer and its usage, a failed attempt, a cut stream."""
+    await control(testllm, stream_reply=reply)
+    settings = llm_settings(make_settings, testllm, llm_retries=0)
+    fast = Completion(model=MODEL)
+    fast_outcome = await call(make_llm(settings), fast)
+    monkeypatch.setattr(replies, "EVENT_READER", False)
+    slow = Completion(model=MODEL)
+    slow_outcome = await call(make_llm(settings), slow)
+    assert fast_outcome == slow_outcome
+    assert (fast.usage, fast.finish_reason) == (slow.usage, slow.finish_reason)
+    expected = {"sse": (ANSWER, None), "no_finish": (ANSWER, UpstreamUnavailable)}
+    assert fast_outcome == expected.get(reply, ("", UpstreamUnavailable))
+    if reply == "sse":
+        assert fast.usage == await plain_usage(testllm)
