@@ -5,7 +5,6 @@ and enqueued — or coalesced onto an identical running one — in one atomic st
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -23,11 +22,11 @@ from shared.events import (
     RetrievalCompleted,
 )
 from shared.jobrecord import JobRecord, usage_counts
-from shared.lua import source
+from shared.lua import json_arg, source
 from shared.queue import JOB_EXPIRES_MS, NOTIFY_MAX_LEN, arq_payload, enqueue_keys
 from shared.redis_keys import ANSWER_JOB, DRAIN_BUCKET_S, Keys
 from shared.schemas.common import rfc3339, utcnow
-from shared.schemas.jobs import AnswerJobPayload, JobCreate, JobPublic, JobResult
+from shared.schemas.jobs import AnswerJobPayload, JobCreate, JobPublic, JobResult, job_links
 
 Outcome = Literal[
     "ok",
@@ -153,7 +152,7 @@ class Admitter:
         }
         job: JobPublic | None = None
         if answer is not None:
-            job, args["finish"] = _finish(record, answer)
+            job, args["finish"] = _finish(record, request, answer)
         unused = self._keys.job(job_id)  # stands in for keys a mode does not touch
         spend = adm.spend_keys or (unused, unused)
         keys = [
@@ -180,7 +179,7 @@ class Admitter:
             )
             args["leader"] = leader
             outcome, value, *more = await self._submit(
-                keys=[*keys, *leads, *workers, *drains], args=[json.dumps(args, ensure_ascii=False)]
+                keys=[*keys, *leads, *workers, *drains], args=[json_arg(args)]
             )
             if outcome != "moved":
                 break
@@ -196,7 +195,9 @@ class Admitter:
         return Submitted(None, said, retry_after=int(value), wait_limit_s=limit)
 
 
-def _finish(record: dict[str, str], answer: JobResult) -> tuple[JobPublic, dict[str, Any]]:
+def _finish(
+    record: dict[str, str], request: JobCreate, answer: JobResult
+) -> tuple[JobPublic, dict[str, Any]]:
     """The completed job of a submit answered from the cache, and what the script writes
     to complete it: the fields, the events (citations, the answer as one delta, the
     completed job) and the usage counts."""
@@ -207,7 +208,16 @@ def _finish(record: dict[str, str], answer: JobResult) -> tuple[JobPublic, dict[
         "completed_at": now,
         "result": answer.model_dump_json(),
     }
-    job = JobRecord.from_hash(record).public(**fields)
+    job = JobPublic(  # from the models at hand: nothing parsed back or validated again
+        id=record["id"],
+        status="completed",
+        created_at=record["created_at"],
+        started_at=now,
+        completed_at=now,
+        request=request,
+        result=answer,
+        links=job_links(record["id"]),
+    )
     events: list[JobEvent] = [RetrievalCompleted(citations=answer.citations)]
     if answer.answer:
         events.append(AnswerDelta(delta=answer.answer))

@@ -12,11 +12,10 @@ that sets the terminal status, and nothing is appended after it: the first of "c
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Sequence
 from itertools import chain
-from typing import Any, cast
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -36,7 +35,7 @@ from shared.events import (
     StoredEvent,
 )
 from shared.jobrecord import JobRecord, usage_counts
-from shared.lua import source
+from shared.lua import json_arg, source
 from shared.queue import JOB_EXPIRES_MS, NOTIFY_MAX_LEN, enqueue_keys
 from shared.redis_keys import Keys
 from shared.schemas.common import rfc3339, utcnow
@@ -44,10 +43,6 @@ from shared.schemas.jobs import JobError, JobPublic, JobResult, JobStatus
 
 BLOCK_SLICE_S = 10.0  # one XREAD BLOCK never outlasts the blocking pool's socket timeout
 _CANCEL_TRIES = 5  # times a cancel re-reads followers that changed meanwhile, at most
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 class JobStore:
@@ -118,7 +113,7 @@ class JobStore:
             (ending and ending.lease) or job_key,
             (ending and ending.inflight) or job_key,
         ]
-        return int(await self._append(keys=keys, args=[_dumps(args)]))
+        return int(await self._append(keys=keys, args=[json_arg(args)]))
 
     async def start(self, job_id: str, *, owner: str = "", deaths: int = 0) -> int:
         """Mark the job `in_progress` and announce it, run by worker `owner` after `deaths`
@@ -243,7 +238,7 @@ class JobStore:
             ]
             for follower, queue in zip(followers, queues, strict=True):
                 keys += [self._keys.job(follower), *enqueue_keys(self._keys, queue or "", follower)]
-            done = int(await self._cancel(keys=keys, args=[_dumps(args)]))
+            done = int(await self._cancel(keys=keys, args=[json_arg(args)]))
             if done != -2:
                 return done
         raise RuntimeError(f"the followers of {job_id} kept changing")  # pragma: no cover

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import re
 from importlib.resources import files
+from typing import Any
+
+from pydantic_core import to_json
 
 _REQUIRES = re.compile(r"^-- requires:(?P<names>[ \w]+)$", re.MULTILINE)
 _ROOT = files(__name__)
@@ -45,3 +48,10 @@ def source(name: str) -> str:
         return _SOURCES[name]
     except KeyError:
         raise KeyError(f"no Redis script shared/lua/{name}.lua") from None
+
+
+def json_arg(value: Any) -> bytes:
+    """A script's JSON argument (ARGV[1] of the scripts that take one object): compact
+    UTF-8, encoded by pydantic-core (several times faster than `json.dumps` on the long
+    strings events carry)."""
+    return to_json(value)
