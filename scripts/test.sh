@@ -35,12 +35,14 @@ python scripts/eval_gate.py --redis-url "$RAGQ_TEST_REDIS_URL" \
   --threshold 0.55 --min-hit-at-k 0.87 --min-mrr 0.78 --json-out .venv/eval-report.json || gates=1
 
 # The same gate with a real model: Qwen2.5-0.5B under llama.cpp (scripts/localllm/), 10
-# questions spread over the set, answers from top_k 5. It gates what the model writes: the
-# share of questions it answered (not degraded), their keyword hit rate and the share citing
-# validly, each a margin below the level measured (docs/EVAL.md, "Generated answers").
+# questions spread over the set, answers from top_k 5 in at most 256 tokens (a small model
+# that rambles on to the default 512 holds CI up for minutes). It gates what the model
+# writes: the share of questions it answered (not degraded), their keyword hit rate and the
+# share citing validly, each a margin below the level measured (docs/EVAL.md, "Generated
+# answers").
 echo "== deploy eval gate (real model: Qwen2.5-0.5B under llama.cpp, 10 questions)"
 python scripts/eval_gate.py --redis-url "$RAGQ_TEST_REDIS_URL" --llm local \
-  --local-model qwen2.5-0.5b --sample 10 --mrr-depth 5 \
+  --local-model qwen2.5-0.5b --sample 10 --mrr-depth 5 --max-tokens 256 \
   --threshold 0.4 --min-generated 0.8 --min-valid-citations 0.5 \
   --json-out .venv/eval-report-local.json || gates=1
 

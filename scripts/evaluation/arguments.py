@@ -100,6 +100,12 @@ def add_eval_arguments(parser: argparse.ArgumentParser, *, target: bool = True) 
         "(default: %(default)s)",
     )
     parser.add_argument(
+        "--max-tokens",
+        type=_in_range(int, 1, 4096),
+        default=None,
+        help="the `max_tokens` each question is asked with (default: the API's, 512)",
+    )
+    parser.add_argument(
         "--concurrency",
         type=_in_range(int, 1, 256),
         default=DEFAULT_CONCURRENCY,
@@ -145,6 +151,7 @@ def options_from_args(args: argparse.Namespace, *, url: str, key: str) -> EvalOp
             valid_citation_rate=args.min_valid_citations,
         ),
         sample=args.sample,
+        max_tokens=args.max_tokens,
         json_out=Path(args.json_out) if args.json_out else None,
     )
 

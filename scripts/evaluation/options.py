@@ -53,6 +53,7 @@ class EvalOptions:
     thresholds: Thresholds = Thresholds()
     json_out: Path | None = DEFAULT_JSON_OUT
     sample: int | None = None  # ask only this many questions, spread over the set
+    max_tokens: int | None = None  # the answers' token budget; None: the API's default
 
     @property
     def request_top_k(self) -> int:

@@ -85,6 +85,8 @@ async def _ask(
         "top_k": options.request_top_k,
         "timeout": options.request_timeout_s,
     }
+    if options.max_tokens is not None:
+        body["max_tokens"] = options.max_tokens
     async with slots:
         started = time.perf_counter()
         try:

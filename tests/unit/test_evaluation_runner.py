@@ -33,6 +33,19 @@ async def test_every_question_is_asked_with_top_k_for_mrr_at_10(
     assert await run_async(options, out=io.StringIO(), transport=transport) == 0
     assert sorted(b["question"] for b in seen) == ["question q1?", "question q2?"]
     assert {(b["top_k"], b["timeout"]) for b in seen} == {(10, 30.0)}
+    assert all("max_tokens" not in b for b in seen)  # the API's default unless given
+
+
+async def test_questions_carry_the_answer_budget_when_given(
+    make_options: Callable[..., EvalOptions],
+) -> None:
+    """`--max-tokens N` goes out with every question."""
+    qs = [question("q1"), question("q2")]
+    seen: list[dict[str, Any]] = []
+    transport = fake_ragq({q.question: rag("VLT-4031", "good") for q in qs}, seen=seen)
+    options = make_options(qs, max_tokens=256)
+    assert await run_async(options, out=io.StringIO(), transport=transport) == 0
+    assert [b["max_tokens"] for b in seen] == [256, 256]
 
 
 async def test_failed_requests_count_as_misses_and_are_listed(
