@@ -13,14 +13,7 @@ from redis.asyncio import Redis
 
 from shared.budget import SPEND_TTL_S, today
 from shared.coalescing import Coalescing
-from shared.events import (
-    AnswerCompleted,
-    AnswerDelta,
-    JobCompleted,
-    JobEvent,
-    JobQueued,
-    RetrievalCompleted,
-)
+from shared.events import JobCompleted, JobQueued, known_answer_events
 from shared.jobrecord import JobRecord, usage_counts
 from shared.lua import json_arg, source
 from shared.queue import JOB_EXPIRES_MS, NOTIFY_MAX_LEN, arq_payload, enqueue_keys
@@ -101,7 +94,7 @@ class Admitter:
 
         Nothing is written when admission refuses it (queue full, concurrency cap, budget).
         With `answer` (a cached one; admission `cached`) the job is recorded and completed
-        with it in that same step, its events as `JobStore.complete_with` writes them.
+        with it in that same step, with the events of `known_answer_events`.
         """
         adm = admission or Admission()
         record = {
@@ -218,10 +211,7 @@ def _finish(
         result=answer,
         links=job_links(record["id"]),
     )
-    events: list[JobEvent] = [RetrievalCompleted(citations=answer.citations)]
-    if answer.answer:
-        events.append(AnswerDelta(delta=answer.answer))
-    events += [AnswerCompleted(answer=answer.answer), JobCompleted(job=job)]
+    events = [*known_answer_events(answer), JobCompleted(job=job)]
     finish = {
         "fields": fields,
         "events": [[e.event, e.data()] for e in events],

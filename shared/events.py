@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared.schemas.jobs import Citation, JobError, JobPublic
+from shared.schemas.jobs import Citation, JobError, JobPublic, JobResult
 
 EventName = Literal[
     "job.queued",
@@ -98,6 +98,16 @@ JobEvent = Annotated[
     Field(discriminator="event"),
 ]
 _ADAPTER: TypeAdapter[JobEvent] = TypeAdapter(JobEvent)
+
+
+def known_answer_events(result: JobResult) -> list[JobEvent]:
+    """The events of an answer known at once (cache hit, coalesced), before the job's
+    completion: the citations, the whole answer as one delta, `answer.completed`."""
+    events: list[JobEvent] = [RetrievalCompleted(citations=result.citations)]
+    if result.answer:
+        events.append(AnswerDelta(delta=result.answer))
+    events.append(AnswerCompleted(answer=result.answer))
+    return events
 
 
 def parse_event(name: str, data: str) -> JobEvent:

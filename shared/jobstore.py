@@ -23,7 +23,6 @@ from shared.admission import Admitter
 from shared.budget import SPEND_TTL_S, today
 from shared.coalescing import Coalescing, for_follower
 from shared.events import (
-    AnswerCompleted,
     AnswerDelta,
     EventName,
     JobCancelled,
@@ -31,8 +30,8 @@ from shared.events import (
     JobEvent,
     JobFailed,
     JobInProgress,
-    RetrievalCompleted,
     StoredEvent,
+    known_answer_events,
 )
 from shared.jobrecord import JobRecord, usage_counts
 from shared.lua import json_arg, source
@@ -174,10 +173,7 @@ class JobStore:
     async def complete_with(self, job_id: str, result: JobResult) -> JobPublic | None:
         """Complete a job whose answer is already known (cache hit, coalesced): its events
         arrive at once — citations, the whole answer as one delta, the completed job."""
-        events: list[JobEvent] = [RetrievalCompleted(citations=result.citations)]
-        if result.answer:
-            events.append(AnswerDelta(delta=result.answer))
-        events.append(AnswerCompleted(answer=result.answer))
+        events = known_answer_events(result)
         return await self.finish(job_id, "completed", result=result, before=events)
 
     async def share(self, record: JobRecord, result: JobResult) -> list[JobPublic]:

@@ -12,12 +12,7 @@ local a = cjson.decode(ARGV[1])
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if is_terminal(status) then return 0 end
-local fields = {}
-for name, value in pairs(a.fields) do
-  fields[#fields + 1] = name
-  fields[#fields + 1] = value
-end
-if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+set_fields(KEYS[1], a.fields)
 local seq = 0
 local last
 for _, event in ipairs(a.events) do
@@ -31,11 +26,6 @@ end
 if last == 'job.completed' or last == 'job.failed' then
   mark_done(KEYS[3], string.sub(last, 5), a.ttl_ms, KEYS[1], a.job_id,
             a.lease and KEYS[5], a.inflight and KEYS[6])
-  local counted = false
-  for counter, increment in pairs(a.usage) do
-    redis.call('HINCRBY', KEYS[4], counter, increment)
-    counted = true
-  end
-  if counted then redis.call('EXPIRE', KEYS[4], a.usage_ttl_s) end
+  count_usage(KEYS[4], a.usage, a.usage_ttl_s)
 end
 return seq

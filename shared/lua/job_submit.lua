@@ -136,19 +136,12 @@ if leader then return {'coalesced', seq} end
 if mode == 'cached' then
   local finish = a.finish
   if finish then  -- the answer is known: complete the job now, as job_append would
-    local done = {}
-    for name, value in pairs(finish.fields) do
-      done[#done + 1] = name
-      done[#done + 1] = value
-    end
-    redis.call('HSET', KEYS[1], unpack(done))
+    set_fields(KEYS[1], finish.fields)
     for _, event in ipairs(finish.events) do
       seq = append(KEYS[1], KEYS[2], event[1], event[2], a.maxlen)
     end
     mark_done(KEYS[15], 'completed', a.ttl_ms, KEYS[1], a.job_id, false, false)
-    for counter, increment in pairs(finish.usage) do
-      redis.call('HINCRBY', KEYS[10], counter, increment)
-    end
+    count_usage(KEYS[10], finish.usage, a.spend_ttl_s)
   end
   return {'cached', seq}
 end

@@ -134,10 +134,11 @@ async def _sdk_texts(
 def _data_text(response: httpx2.Response, data: object, completion: Completion) -> str:
     """A `chat.completion.chunk`'s text, after checking every field read from it, and
     noting its usage and finish_reason."""
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not isinstance(data, dict) or data.get("object") != "chat.completion.chunk":
-        raise _invalid(response, f"an event is not a chat.completion.chunk: {data!r:.200}")
-    if not isinstance(choices, list):
+    if (
+        not isinstance(data, dict)
+        or data.get("object") != "chat.completion.chunk"
+        or not isinstance(choices := data.get("choices"), list)
+    ):
         raise _invalid(response, f"an event is not a chat.completion.chunk: {data!r:.200}")
     text = ""
     for choice in choices:

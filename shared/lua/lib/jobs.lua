@@ -27,3 +27,23 @@ local function mark_done(done, status, ttl, job, id, lease, inflight)
   if lease then redis.call('ZREM', lease, id) end
   if inflight and redis.call('GET', inflight) == id then redis.call('DEL', inflight) end
 end
+
+-- Set fields of a job hash from a {field: value} table (nothing when it is empty).
+local function set_fields(job, fields)
+  local flat = {}
+  for name, value in pairs(fields) do
+    flat[#flat + 1] = name
+    flat[#flat + 1] = value
+  end
+  if #flat > 0 then redis.call('HSET', job, unpack(flat)) end
+end
+
+-- Count a finished job in its tenant's usage of the day ({counter: increment}).
+local function count_usage(usage, counts, ttl_s)
+  local counted = false
+  for counter, increment in pairs(counts) do
+    redis.call('HINCRBY', usage, counter, increment)
+    counted = true
+  end
+  if counted then redis.call('EXPIRE', usage, ttl_s) end
+end
