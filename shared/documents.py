@@ -23,6 +23,7 @@ from shared.queue import JOB_EXPIRES_MS, NOTIFY_MAX_LEN, arq_payload, enqueue_ke
 from shared.redis_keys import INGEST_JOB, Keys
 from shared.schemas.common import rfc3339, utcnow
 from shared.schemas.documents import DocumentCreate, DocumentPublic, IngestJobPayload
+from shared.versioncache import VersionCache
 
 
 def new_version() -> str:
@@ -63,6 +64,7 @@ class DocumentStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
+        self._versions = VersionCache()
         self._publish = redis.register_script(source("documents_publish"))
         self._set_status = redis.register_script(source("documents_set_status"))
         self._enqueue = redis.register_script(source("queue_enqueue"))
@@ -225,13 +227,24 @@ class DocumentStore:
         docs = [to_public(r) for r in await self.records(tenant, ids) if r]
         return docs, (ids[-1] if more and ids else None)
 
-    async def visible_versions(self, tenant: str, doc_ids: list[str]) -> dict[str, str]:
-        """The visible version of each listed document that still exists."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for doc_id in doc_ids:
-                pipe.hget(self._keys.document(tenant, doc_id), "version")
-            versions = await pipe.execute()
-        return {d: v for d, v in zip(doc_ids, versions, strict=True) if v}
+    async def visible_versions(
+        self, tenant: str, doc_ids: list[str], *, corpus: str | None = None
+    ) -> dict[str, str]:
+        """The visible version of each listed document that still exists. Given the tenant's
+        `corpus` version read before, versions read under it are remembered (VersionCache),
+        so the next question of the same corpus reads only documents not seen yet."""
+        known = {} if corpus is None else self._versions.get(tenant, corpus)
+        todo = [d for d in doc_ids if d not in known]
+        if todo:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for doc_id in todo:
+                    pipe.hget(self._keys.document(tenant, doc_id), "version")
+                read = await pipe.execute()
+            fresh = {d: v or "" for d, v in zip(todo, read, strict=True)}
+            if corpus is not None:
+                self._versions.put(tenant, corpus, fresh)
+            known = {**known, **fresh}
+        return {d: known[d] for d in doc_ids if known[d]}
 
 
 def kept_versions(record: Mapping[str, Any] | None) -> list[str]:

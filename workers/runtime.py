@@ -24,11 +24,12 @@ from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.asyncio import ConnectionPool, Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
 
 from shared.clients import REDIS_UNAVAILABLE
 from shared.logging import get_logger
+from shared.lua import source
 from workers.outage import Outage
 
 log = get_logger("workers.runtime")
@@ -50,9 +51,9 @@ class RagqWorker(Worker):
         notify_key: str | None,
         lock_ttl_s: float,
         on_abandoned: AbandonedHook | None = None,
+        drain_bucket: DrainBucket,
+        drain_ttl_s: int,
         on_renew: RenewHook | None = None,
-        drain_bucket: DrainBucket | None = None,
-        drain_ttl_s: int = 3600,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -67,6 +68,7 @@ class RagqWorker(Worker):
         self._drain_ttl_s = drain_ttl_s
         self._slot_freed = asyncio.Event()
         self._stopping = False
+        self._claim_script: AsyncScript | None = None
 
     def stop(self) -> None:
         """Make `main()` return at its next turn. Shutdown does not rely on cancelling the
@@ -137,10 +139,11 @@ class RagqWorker(Worker):
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq's start_jobs, minus the ids this worker already runs (running jobs stay in
-        the queue's sorted set, and re-checking each one costs four round trips), and with
-        the slot given back when Redis fails between taking a slot and starting the job
-        (arq's would stay taken, and a few outages would leave the worker with none)."""
-        before = len(self.tasks)
+        the queue's sorted set, and re-checking each one costs a round trip), with each
+        claim one script (shared/lua/job_claim.lua: arq's WATCH/MULTI check and the drain
+        count in one round trip, not five), and with the slot given back when Redis fails
+        between taking a slot and starting the job (arq's would stay taken, and a few
+        outages would leave the worker with none)."""
         for job_id in [j.decode() for j in job_ids]:
             if job_id in self.tasks:
                 continue
@@ -160,40 +163,18 @@ class RagqWorker(Worker):
             task = asyncio.create_task(self.run_job(job_id, score))
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job_id] = task
-        taken = len(self.tasks) - before
-        if taken > 0 and self._drain_bucket is not None:
-            # the queue's drain rate, from which admission computes Retry-After
-            try:
-                async with self.pool.pipeline(transaction=True) as pipe:
-                    counter = self._drain_bucket(time.time())
-                    pipe.incrby(counter, taken)
-                    pipe.expire(counter, self._drain_ttl_s)
-                    await pipe.execute()
-            except RedisError as exc:
-                log.warning("worker.drain_count_failed", error=str(exc))
 
     async def _claim(self, job_id: str) -> int | None:
-        """Take the job's lock unless another worker holds it (arq's WATCH/MULTI check);
-        the job's score, or None when it is not ours to run now."""
-        lock = in_progress_key_prefix + job_id
-        async with self.pool.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(lock)
-                running = await pipe.exists(lock)
-                score = await pipe.zscore(self.queue_name, job_id)
-            except WatchError as exc:
-                # before MULTI, redis-py raises WatchError for a connection lost while
-                # watching (a changed key shows only at EXEC): Redis is away, not a bug
-                raise RedisConnectionError(f"lost while claiming {job_id}: {exc}") from exc
-            if running or not score or score > timestamp_ms():
-                return None
-            pipe.multi()  # type: ignore[no-untyped-call]
-            pipe.psetex(lock, int(self.in_progress_timeout_s * 1000), b"1")
-            try:
-                await pipe.execute()
-            except (ResponseError, WatchError):  # another worker took it since the check
-                return None
-        return int(score)
+        """Take the job's lock unless another worker holds it, and count it in the queue's
+        drain rate (from which admission predicts waits); the job's score, or None when it
+        is not ours to run now."""
+        if self._claim_script is None:
+            self._claim_script = self.pool.register_script(source("job_claim"))
+        keys = [in_progress_key_prefix + job_id, self.queue_name, self._drain_bucket(time.time())]
+        ttl_ms = int(self.in_progress_timeout_s * 1000)
+        args: list[str | int] = [job_id, ttl_ms, timestamp_ms(), self._drain_ttl_s]
+        score = await self._claim_script(keys=keys, args=args)
+        return None if score is None else int(float(score))
 
     async def run_job(self, job_id: str, score: int) -> None:
         """arq's run_job; when Redis is away at its start or end, the job is left queued

@@ -123,8 +123,9 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     log.info("job.started", attempt=job_try, queue_ms=queue_ms)
     request = job.request
     log.debug("job.question", question=request.question)  # user text: debug level only
-    # read before retrieval: an answer cached under it was built from this corpus or older
-    corpus = await rt.answers.corpus_version(job.tenant) if job.request_digest else "0"
+    # read before retrieval: an answer cached under it was built from this corpus or older,
+    # and document versions read after it are true for it (DocumentStore.visible_versions)
+    corpus = await rt.answers.corpus_version(job.tenant)
     announced, streamed = (None, "") if job_try <= 1 else await previous_attempt(rt, job.job_id)
     emitter = Emitter(rt, job.job_id, streamed, flush_s=rt.settings.stream_flush_ms / 1000)
     try:

@@ -56,10 +56,18 @@ class Retriever:
         )
 
     async def retrieve(
-        self, tenant: str, question: str, *, top_k: int, filters: Mapping[str, Scalar]
+        self,
+        tenant: str,
+        question: str,
+        *,
+        top_k: int,
+        filters: Mapping[str, Scalar],
+        corpus: str | None = None,
     ) -> list[Citation]:
         """The `top_k` best visible chunks, as citations numbered in rank order, from the
-        collection of the embedding model that serves the tenant now."""
+        collection of the embedding model that serves the tenant now (`corpus`: the
+        tenant's corpus version read before, which lets known document versions be
+        reused)."""
         index = await self._indexes.serving(tenant)
         vector: Sequence[float] | None = None
         if self._mode != "sparse":  # BM25 alone needs no embedding
@@ -74,7 +82,7 @@ class Retriever:
             max_per_document=self._max_per_document,
         )
         visible = await self._documents.visible_versions(
-            tenant, sorted({h.chunk.document_id for h in hits})
+            tenant, sorted({h.chunk.document_id for h in hits}), corpus=corpus
         )
         kept = [h for h in hits if visible.get(h.chunk.document_id) == h.chunk.version][:top_k]
         return [_citation(rank, hit) for rank, hit in enumerate(kept, start=1)]
