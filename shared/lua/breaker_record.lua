@@ -4,12 +4,14 @@
 -- ARGV[1] one JSON object {"ok": bool, "probe": bool, "member": the attempt's unique id,
 --   "failures": consecutive failures that open, "ratio": failure share that opens,
 --   "window_ms", "min_calls", "open_ms", "ttl_ms"}; integers as JSON strings, exact
--- Returns: {transition ("opened", "closed" or ""), consecutive failures, calls, fails}.
+-- Returns: {transition ("opened", "closed" or ""), consecutive failures, calls, fails};
+--   calls is -1 when a success found no failure in the window (the calls were not counted).
 -- requires: now
 local now = now_ms()
 local a = cjson.decode(ARGV[1])
 local open_ms, ttl = tonumber(a.open_ms), a.ttl_ms
-local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or '0')
+local state = redis.call('HMGET', KEYS[1], 'open_until', 'consecutive')
+local open_until = tonumber(state[1] or '0')
 if open_until > 0 then
   if a.probe and now >= open_until then
     if a.ok then
@@ -27,16 +29,23 @@ end
 local since = now - tonumber(a.window_ms)
 redis.call('ZADD', KEYS[2], now, a.member)
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', since)
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', since)
-local consecutive = 0
+local consecutive, fails = 0, 0
 if a.ok then
-  redis.call('HSET', KEYS[1], 'consecutive', 0)
+  -- the common case, kept cheap: no failure in the window means no ratio to check, and
+  -- the failures window is pruned when a failure is counted (its TTL bounds it meanwhile)
+  if tonumber(state[2] or '0') > 0 then redis.call('HSET', KEYS[1], 'consecutive', 0) end
+  fails = redis.call('ZCOUNT', KEYS[3], '(' .. since, '+inf')
+  if fails == 0 then
+    redis.call('PEXPIRE', KEYS[2], ttl)
+    return {'', 0, -1, 0}
+  end
 else
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', since)
   redis.call('ZADD', KEYS[3], now, a.member)
   consecutive = redis.call('HINCRBY', KEYS[1], 'consecutive', 1)
+  fails = redis.call('ZCARD', KEYS[3])
 end
 local calls = redis.call('ZCARD', KEYS[2])
-local fails = redis.call('ZCARD', KEYS[3])
 if consecutive >= tonumber(a.failures)
     or (calls >= tonumber(a.min_calls) and fails / calls >= a.ratio) then
   redis.call('DEL', KEYS[2], KEYS[3])

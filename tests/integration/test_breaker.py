@@ -62,6 +62,24 @@ async def test_failure_ratio_opens_once_the_window_has_enough_calls(
     assert (below_min_calls, (await breaker.acquire(TARGET)).verdict) == ("allowed", "open")
 
 
+async def test_successes_before_any_failure_count_in_the_ratio(
+    redis: Redis, keys: Keys, make_settings: MakeSettings
+) -> None:
+    """Successes recorded while the window held no failure (the script's cheap path) still
+    count: 10 successes then 4 failures is 4 of 14, below the ratio, so it stays closed;
+    6 more failures (10 of 20) open it."""
+    settings = breaker_settings(
+        make_settings, breaker_failures=100, breaker_failure_ratio=0.5, breaker_min_calls=4
+    )
+    breaker = CircuitBreaker.from_settings(redis, keys, settings)
+    for ok in [True] * 10 + [False] * 4:
+        await breaker.record(TARGET, ok)
+    after_four = (await breaker.acquire(TARGET)).verdict
+    for _ in range(6):
+        await breaker.record(TARGET, False)
+    assert (after_four, (await breaker.acquire(TARGET)).verdict) == ("allowed", "open")
+
+
 async def test_two_processes_share_one_breaker(
     redis: Redis, second_redis: Redis, keys: Keys, make_settings: MakeSettings
 ) -> None:
