@@ -13,11 +13,10 @@ local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return -1 end
 if is_terminal(status) then return 0 end
 set_fields(KEYS[1], a.fields)
-local seq = 0
-local last
-for _, event in ipairs(a.events) do
-  seq = append(KEYS[1], KEYS[2], event[1], event[2], a.maxlen)
-  last = event[1]
+local seq, last = 0, nil
+if #a.events > 0 then
+  seq = append_all(KEYS[1], KEYS[2], a.events, a.maxlen)
+  last = a.events[#a.events][1]
 end
 if a.ttl_ms > 0 then
   redis.call('PEXPIRE', KEYS[1], a.ttl_ms)

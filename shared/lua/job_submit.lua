@@ -101,45 +101,44 @@ if mode ~= 'cached' and not leader then
     if outcome ~= 'ok' then return {'budget', outcome} end
   end
 end
-local fields = {}
-for name, value in pairs(a.record) do
-  fields[#fields + 1] = name
-  fields[#fields + 1] = value
+-- the record in one HSET: the caller's fields, and those of the mode taken here
+local fields = a.record
+fields.seq = 0
+if leader then
+  fields.leader, fields.payload = leader, a.payload
+elseif mode ~= 'cached' then
+  if mode == 'coalesce' then fields.inflight = KEYS[9] end
+  if reserve_nano > 0 then
+    fields.reserved_nano, fields.spend_keys = reserve_nano, KEYS[7] .. ' ' .. KEYS[8]
+  end
 end
-redis.call('HSET', KEYS[1], 'seq', 0, unpack(fields))
+if mode ~= 'cached' and max_conc > 0 then fields.lease = KEYS[6] end
+set_fields(KEYS[1], fields)
 if leader then
   redis.call('SADD', KEYS[13], a.job_id)
   redis.call('PEXPIRE', KEYS[13], a.ttl_ms)
-  redis.call('HSET', KEYS[1], 'leader', leader, 'payload', a.payload)
 elseif mode ~= 'cached' then
   enqueue(KEYS[3], KEYS[4], KEYS[5], a.job_id, a.payload, a.score, a.expires_ms, a.notify_max)
-  if mode == 'coalesce' then
-    redis.call('SET', KEYS[9], a.job_id, 'PX', a.expires_ms)
-    redis.call('HSET', KEYS[1], 'inflight', KEYS[9])
-  end
-  if reserve_nano > 0 then
-    redis.call('HSET', KEYS[1], 'reserved_nano', reserve_nano, 'spend_keys',
-      KEYS[7] .. ' ' .. KEYS[8])
-  end
+  if mode == 'coalesce' then redis.call('SET', KEYS[9], a.job_id, 'PX', a.expires_ms) end
 end
 if mode ~= 'cached' and max_conc > 0 then
   redis.call('ZADD', KEYS[6], now + tonumber(a.lease_ttl_ms), a.job_id)
   redis.call('PEXPIRE', KEYS[6], a.lease_ttl_ms)
-  redis.call('HSET', KEYS[1], 'lease', KEYS[6])
 end
 local seq = append(KEYS[1], KEYS[2], 'job.queued', a.event, a.maxlen)
 redis.call('PEXPIRE', KEYS[1], a.ttl_ms)
 redis.call('PEXPIRE', KEYS[2], a.ttl_ms)
-redis.call('HINCRBY', KEYS[10], 'requests', 1)
-redis.call('EXPIRE', KEYS[10], a.spend_ttl_s)
+-- the day's usage hash gets its TTL from whichever write creates it (every writer sets
+-- one), so a request that is not the day's first need not set it again
+if redis.call('HINCRBY', KEYS[10], 'requests', 1) == 1 then
+  redis.call('EXPIRE', KEYS[10], a.spend_ttl_s)
+end
 if leader then return {'coalesced', seq} end
 if mode == 'cached' then
   local finish = a.finish
   if finish then  -- the answer is known: complete the job now, as job_append would
     set_fields(KEYS[1], finish.fields)
-    for _, event in ipairs(finish.events) do
-      seq = append(KEYS[1], KEYS[2], event[1], event[2], a.maxlen)
-    end
+    seq = append_all(KEYS[1], KEYS[2], finish.events, a.maxlen)
     mark_done(KEYS[15], 'completed', a.ttl_ms, KEYS[1], a.job_id, false, false)
     count_usage(KEYS[10], finish.usage, a.spend_ttl_s)
   end

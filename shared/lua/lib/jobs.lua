@@ -1,16 +1,25 @@
 -- lib/jobs: helpers of the job scripts (job_submit, job_append, job_cancel, job_note).
 
--- Append one event with the next sequence number; its data gets "sequence_number" first.
-local function append(job, events, name, data, maxlen)
-  local seq = redis.call('HINCRBY', job, 'seq', 1)
-  local body
-  if data == '{}' then
-    body = '{"sequence_number":' .. seq .. '}'
-  else
-    body = '{"sequence_number":' .. seq .. ',' .. string.sub(data, 2)
+-- Append events ({{name, data}, ...}) with the next sequence numbers, taken in one step;
+-- each one's data gets "sequence_number" first. Returns the last number.
+local function append_all(job, events, list, maxlen)
+  local last = redis.call('HINCRBY', job, 'seq', #list)
+  for i, event in ipairs(list) do
+    local seq, data = last - #list + i, event[2]
+    local body
+    if data == '{}' then
+      body = '{"sequence_number":' .. seq .. '}'
+    else
+      body = '{"sequence_number":' .. seq .. ',' .. string.sub(data, 2)
+    end
+    redis.call('XADD', events, 'MAXLEN', '~', maxlen, '0-' .. seq, 'event', event[1], 'data', body)
   end
-  redis.call('XADD', events, 'MAXLEN', '~', maxlen, '0-' .. seq, 'event', name, 'data', body)
-  return seq
+  return last
+end
+
+-- Append one event with the next sequence number.
+local function append(job, events, name, data, maxlen)
+  return append_all(job, events, {{name, data}}, maxlen)
 end
 
 local function is_terminal(status)
@@ -42,8 +51,10 @@ end
 local function count_usage(usage, counts, ttl_s)
   local counted = false
   for counter, increment in pairs(counts) do
-    redis.call('HINCRBY', usage, counter, increment)
-    counted = true
+    if tonumber(increment) ~= 0 then
+      redis.call('HINCRBY', usage, counter, increment)
+      counted = true
+    end
   end
   if counted then redis.call('EXPIRE', usage, ttl_s) end
 end
