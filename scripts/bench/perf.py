@@ -28,6 +28,7 @@ import openai
 
 from scripts.bench import perf_capacity, perf_phases, perf_profile
 from scripts.bench.corpus import CORPUS, DOCS, load_questions
+from scripts.bench.perf_cpu import CpuUse
 from scripts.bench.perf_load import PerfLoad
 from scripts.bench.perf_redis import commands_per_job
 from scripts.bench.perf_report import Part, Run, markdown
@@ -124,10 +125,16 @@ async def phases(args: argparse.Namespace, run: Session, load: PerfLoad) -> list
     answer_ms = statistics.median(long.direct_ms)
     capacity = max_jobs * 1000 / answer_ms  # until measured
     if "capacity" in args.only:
+        redis_pid = int((await run.redis.info("server"))["process_id"])
+        every = {**pids, "test LLM": run.stack.procs["testllm"].pid, "redis-server": redis_pid}
+        cpu = CpuUse.start({**every, "load generator (this benchmark)": os.getpid()})
         profiles = await perf_profile.start(run.stack, pids, sizes.capacity_s)
         phase = await perf_capacity.offer(load, "capacity", args.capacity_rate, sizes.capacity_s)
         lines = await perf_profile.finish(profiles, sizes.capacity_s)
-        part, measured = perf_capacity.capacity_part(phase, max_jobs, answer_ms, lines)
+        used = cpu.report(
+            sum(1 for s in phase.accepted() if (s.job or {}).get("status") == "completed")
+        )
+        part, measured = perf_capacity.capacity_part(phase, max_jobs, answer_ms, lines, used)
         parts.append(part)
         capacity = capacity if math.isnan(measured) or measured <= 0 else measured
     if "overload" in args.only:

@@ -99,9 +99,14 @@ def completions_per_s(phase: Phase, warmup_s: float) -> tuple[float, float]:
 
 
 def capacity_part(
-    phase: Phase, max_jobs: int, answer_ms: float, profile: list[str]
+    phase: Phase,
+    max_jobs: int,
+    answer_ms: float,
+    profile: list[str],
+    cpu: tuple[list[str], str],
 ) -> tuple[Part, float]:
-    """Figure 6's part, and the measured capacity (jobs/s)."""
+    """Figure 6's part, and the measured capacity (jobs/s); `cpu`: the phase's CPU table
+    and its bottleneck phrase (perf_cpu.py)."""
     warmup = min(5.0, phase.seconds / 4)
     rate, window = completions_per_s(phase, warmup)
     goal_rate = CAPACITY_SHARE * max_jobs
@@ -115,13 +120,19 @@ def capacity_part(
         "",
         *table(DIST_COLS, [dist("submit → completed, accepted jobs", phase.done_ms(), 0)]),
         "",
+        "CPU over the phase (from its first submit to its last job's end), every process "
+        "of the run on this one machine:",
+        "",
+        *cpu[0],
+        "",
         *profile,
     ]
+    met = at_least(rate, goal_rate)
     goal = Goal(
         "6 capacity",
-        f"≥ {CAPACITY_SHARE} × {max_jobs} = {goal_rate:.1f} jobs/s",
-        f"{fmt(rate, 1)}/s",
-        at_least(rate, goal_rate),
+        f"≥ {CAPACITY_SHARE} × {max_jobs} = {goal_rate:.1f} jobs/s, or the bottleneck named",
+        f"{fmt(rate, 1)}/s" + ("" if met else f"; {cpu[1]}"),
+        met,
     )
     return Part("6. Capacity of one worker", lines, [goal]), rate
 
