@@ -97,7 +97,7 @@ async def test_rate_limited_submits_complete_by_waiting_retry_after(stack: Stack
     """With a key allowed one unfinished job at a time, three concurrent submits are refused
     (429, Retry-After: 1) until a slot frees; the client waits each out and every job
     completes."""
-    key = await _stack(stack, "--token-latency-ms", "100", key_options=("--max-concurrent", "1"))
+    key = await _stack(stack, "--token-latency-ms", "20", key_options=("--max-concurrent", "1"))
     async with AsyncClient(stack.url, api_key=key, max_retries=100) as ragq:
         jobs = await asyncio.gather(*(ragq.answer(f"{QUESTION} ({i})") for i in range(3)))
     assert [j.status for j in jobs] == ["completed"] * 3, stack.log_tails()
