@@ -91,9 +91,7 @@ async def test_ingest_refuses_a_binary_file_named_pdf(stack: Stack, tmp_path: Pa
     assert "0 indexed, 0 unchanged, 1 failed" in err
 
 
-async def test_ingest_waits_out_the_rate_limit(
-    stack: Stack, tmp_path: Path, redis: Redis
-) -> None:
+async def test_ingest_waits_out_the_rate_limit(stack: Stack, tmp_path: Path, redis: Redis) -> None:
     """A key whose minute is spent (by requests made 57 s ago, written into its log so the
     test waits 3 s, not a minute): the client waits on Retry-After instead of failing,
     then everything is indexed, exit 0."""
