@@ -75,6 +75,15 @@ class JobStore:
         raw = cast(dict[str, str], await self._redis.hgetall(self._keys.job(job_id)))  # type: ignore[misc]
         return JobRecord.from_hash(raw) if raw else None
 
+    async def get_with_ttl(self, job_id: str) -> tuple[JobRecord | None, int]:
+        """The record (None when unknown or expired) and its seconds to live (< 0: none),
+        in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self._keys.job(job_id))
+            pipe.ttl(self._keys.job(job_id))
+            raw, ttl = await pipe.execute()
+        return (JobRecord.from_hash(raw) if raw else None), int(ttl)
+
     async def append(
         self,
         job_id: str,

@@ -60,6 +60,15 @@ async def _load(clients: ClientsDep, tenant: str, job_id: str) -> JobRecord:
     return record
 
 
+async def _load_with_ttl(clients: ClientsDep, tenant: str, job_id: str) -> tuple[JobRecord, int]:
+    """The tenant's job and its record's seconds to live (read with it: a terminal job's
+    Cache-Control needs them, and a second round trip would cost every poll)."""
+    record, ttl = await clients.jobs.get_with_ttl(job_id)
+    if record is None or record.tenant != tenant:
+        raise NotFound(f"No job {job_id!r}.")
+    return record, ttl
+
+
 def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A model's JSON as pydantic serialises it (no dict in between, no second encoder)."""
     return Response(model.model_dump_json(), status, headers, media_type="application/json")
@@ -120,10 +129,10 @@ async def get_job(
     if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
 ) -> Response:
     """Read a job; `wait` holds the request until it is terminal or the seconds pass."""
-    record = await _load(clients, tenant, job_id)
+    record, ttl = await _load_with_ttl(clients, tenant, job_id)
     if wait > 0 and not record.terminal:
         await clients.jobs.wait_terminal(job_id, wait)
-        record = await _load(clients, tenant, job_id)
+        record, ttl = await _load_with_ttl(clients, tenant, job_id)
     job = record.public()
     response = _json(job)
     if not record.terminal:
@@ -131,7 +140,6 @@ async def get_job(
         return response
     # a terminal job never changes until it expires: cacheable by the client and by the
     # edge, which keys on the credential (docs/API.md, GET /v1/jobs/{id}; deploy/nginx/)
-    ttl = await clients.redis.ttl(clients.keys.job(job_id))  # seconds left; < 0: none
     max_age = ttl if ttl > 0 else clients.settings.result_ttl_s
     etag = f'"{hashlib.sha256(bytes(response.body)).hexdigest()[:32]}"'
     headers = {
