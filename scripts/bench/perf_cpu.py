@@ -1,7 +1,8 @@
 """Where figure 6's CPU went: each process's user + system time over the capacity phase
 (from /proc/PID/stat) and the whole machine's (from /proc/stat), per completed job. When
-the machine's cores are nearly all busy, the capacity is the machine's, not a slot count's:
-the report names that bottleneck, and the process that used the most."""
+the machine's cores are nearly all busy, the capacity is the machine's, not a slot count's;
+when one process uses nearly all of one core, it is that process's (one event loop, one
+GIL). The report names the bottleneck either way."""
 
 from __future__ import annotations
 
@@ -71,11 +72,18 @@ class CpuUse:
             f"({wall:.1f} s, {jobs} jobs completed; /proc/stat).",
         ]
         top = max(used, key=lambda n: used[n]) if used else "?"
+        top_core = used.get(top, 0.0) / wall if wall > 0 else math.nan
+        per_job = f"{1000 * used.get(top, 0.0) / max(jobs, 1):.0f} ms CPU per job"
         if share >= SATURATED:
             phrase = (
                 f"bottleneck: the machine's CPU ({cores} cores {100 * share:.0f} % busy; "
-                f"most: {top}, {1000 * used[top] / max(jobs, 1):.0f} ms per job)"
+                f"most: {top}, {per_job})"
+            )
+        elif top_core >= SATURATED:  # one process on one core: its event loop (and GIL)
+            phrase = (
+                f"bottleneck: the {top} process, {100 * top_core:.0f} % of one core "
+                f"({per_job}; the machine {100 * share:.0f} % busy)"
             )
         else:
-            phrase = f"machine CPU {100 * share:.0f} % busy; most: {top}"
+            phrase = f"machine CPU {100 * share:.0f} % busy; most: {top} ({per_job})"
         return lines, phrase

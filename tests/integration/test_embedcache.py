@@ -55,3 +55,25 @@ async def test_second_embedding_of_a_text_comes_from_the_cache(
         [v for row in direct for v in row], abs=1e-5
     )
     assert len(second) == 3
+
+
+async def test_a_questions_vector_is_stored_in_the_background_and_served_after(
+    redis: Redis, keys: Keys, model: CountingEmbedder
+) -> None:
+    """A question's vector is returned without waiting for its cache write; the write
+    lands (closing waits for it), and another worker's cache then serves the question
+    without the model, while the same text as a passage is a different entry."""
+    first = CachedEmbedder(model, redis, keys, ttl_s=3600)
+    [vector] = await first.embed(["how do I rotate keys?"], query=True)
+    await first.aclose()  # waits for the background write; closes the model too
+    executor = ThreadPoolExecutor(1)
+    fresh = CountingEmbedder(WordLlamaEmbedder.load(executor))
+    second = CachedEmbedder(fresh, redis, keys, ttl_s=3600)
+    try:
+        [again] = await second.embed(["how do I rotate keys?"], query=True)
+        assert (fresh.seen, again) == (0, pytest.approx(vector, abs=1e-6))
+        await second.embed(["how do I rotate keys?"])
+        assert fresh.seen == 1
+    finally:
+        await second.aclose()
+        executor.shutdown()

@@ -101,7 +101,12 @@ async def _fail(rt: Runtime, job: AnswerJobPayload, kind: str, message: str) -> 
 
 async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     picked_up = time.time()
-    record = await rt.jobs.get(job.job_id)
+    # the corpus version is read before retrieval (here, with the record: one round trip):
+    # an answer cached under it was built from this corpus or older, and document versions
+    # read after it are true for it (DocumentStore.visible_versions)
+    record, corpus = await asyncio.gather(
+        rt.jobs.get(job.job_id), rt.answers.corpus_version(job.tenant)
+    )
     if record is None or record.terminal:
         log.info("job.skipped", status=record.status if record else "expired")
         return
@@ -123,9 +128,6 @@ async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     log.info("job.started", attempt=job_try, queue_ms=queue_ms)
     request = job.request
     log.debug("job.question", question=request.question)  # user text: debug level only
-    # read before retrieval: an answer cached under it was built from this corpus or older,
-    # and document versions read after it are true for it (DocumentStore.visible_versions)
-    corpus = await rt.answers.corpus_version(job.tenant)
     announced, streamed = (None, "") if job_try <= 1 else await previous_attempt(rt, job.job_id)
     emitter = Emitter(rt, job.job_id, streamed, flush_s=rt.settings.stream_flush_ms / 1000)
     try:
