@@ -1,6 +1,6 @@
-"""A worker claiming a job (shared/lua/job_claim.lua): it takes the job's lock once, leaves
-jobs locked by another worker or deferred alone, counts what it takes in the queue's drain
-rate, and meets a dropped connection as Redis being away, never as a crash (the fault
+"""A worker claiming a job (shared/lua/job_claim.lua, through RagqWorker._claim): it takes
+the job's lock once, leaves jobs locked by another worker or deferred alone, counts what it
+takes in the queue's drain rate, and meets a dropped connection as Redis being away, never as a crash (the fault
 suite once saw workers exit 1 with `worker.crashed WatchError` from the WATCH-based claim
 this replaced)."""
 
@@ -39,9 +39,7 @@ async def _drained(redis: Redis, keys: Keys) -> int:
     return sum(int(v or 0) for v in await redis.mget(counters))
 
 
-async def test_a_queued_job_is_claimed_once_and_counted(
-    worker: RagqWorker, redis: Redis, keys: Keys
-) -> None:
+async def test_lua_job_claim(worker: RagqWorker, redis: Redis, keys: Keys) -> None:
     """The first claim returns the job's score and holds its lock for the lock TTL; a
     second claim (another worker's) gets nothing; the drain rate counts the job once."""
     await redis.zadd(worker.queue_name, {"job_a": 1000})
