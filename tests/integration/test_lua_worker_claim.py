@@ -1,8 +1,8 @@
 """A worker claiming a job (shared/lua/job_claim.lua, through RagqWorker._claim): it takes
 the job's lock once, leaves jobs locked by another worker or deferred alone, counts what it
-takes in the queue's drain rate, and meets a dropped connection as Redis being away, never as a crash (the fault
-suite once saw workers exit 1 with `worker.crashed WatchError` from the WATCH-based claim
-this replaced)."""
+takes in the queue's drain rate, and meets a dropped connection as Redis being away, never
+as a crash (the fault suite once saw workers exit 1 with `worker.crashed WatchError` from
+the WATCH-based claim this replaced)."""
 
 from __future__ import annotations
 
