@@ -130,7 +130,7 @@ async def phases(args: argparse.Namespace, run: Session, load: PerfLoad) -> list
         cpu = CpuUse.start({**every, "load generator (this benchmark)": os.getpid()})
         profiles = await perf_profile.start(run.stack, pids, sizes.capacity_s)
         phase = await perf_capacity.offer(load, "capacity", args.capacity_rate, sizes.capacity_s)
-        lines = await perf_profile.finish(profiles, sizes.capacity_s)
+        lines = await perf_profile.finish(profiles, sizes.capacity_s, args.section)
         used = cpu.report(
             sum(1 for s in phase.accepted() if (s.job or {}).get("status") == "completed")
         )

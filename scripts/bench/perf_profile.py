@@ -21,7 +21,7 @@ TOP = 15
 # the frames that run the code of a task or a thread's work item: a stack's part below the
 # last of them is counted in the totals (the frames above are in every sample of a process)
 RUNNERS = ("Runner.run", "Handle._run", "_WorkItem.run")
-PROFILE_FILE = ROOT / "docs" / "profiles" / "perf.md"
+PROFILES = ROOT / "docs" / "profiles"  # <section>.md: the perf section's own, by its name
 
 
 @dataclass
@@ -78,8 +78,8 @@ def parse(p: Profile) -> None:
             p.total[frame] += n
 
 
-async def finish(profiles: list[Profile], seconds: float) -> list[str]:
-    """Wait for py-spy to write, parse, write PROFILE_FILE; the report's lines."""
+async def finish(profiles: list[Profile], seconds: float, section: str) -> list[str]:
+    """Wait for py-spy to write, parse, write docs/profiles/<section>.md; the report's lines."""
     for p in profiles:
         if p.child is None:
             continue
@@ -95,11 +95,12 @@ async def finish(profiles: list[Profile], seconds: float) -> list[str]:
         parse(p)
     if not any(p.samples for p in profiles):
         return [f"No profile: {'; '.join(p.error or 'no samples' for p in profiles)}."]
-    PROFILE_FILE.parent.mkdir(parents=True, exist_ok=True)
-    PROFILE_FILE.write_text(profile_markdown(profiles, seconds), encoding="utf-8")
+    path = PROFILES / f"{section}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(profile_markdown(profiles, seconds), encoding="utf-8")
     lines = [
         f"Profiles (py-spy {RATE_HZ} Hz, `--nonblocking`, idle samples excluded, for the "
-        f"{seconds:g} s of offered load) in `{PROFILE_FILE.relative_to(ROOT)}`. Most own "
+        f"{seconds:g} s of offered load) in `{path.relative_to(ROOT)}`. Most own "
         "samples:",
         "",
     ]
