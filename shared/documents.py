@@ -228,12 +228,22 @@ class DocumentStore:
         return docs, (ids[-1] if more and ids else None)
 
     async def visible_versions(
-        self, tenant: str, doc_ids: list[str], *, corpus: str | None = None
+        self, tenant: str, doc_ids: list[str], *, cached: bool = False
     ) -> dict[str, str]:
-        """The visible version of each listed document that still exists. Given the tenant's
-        `corpus` version read before, versions read under it are remembered (VersionCache),
-        so the next question of the same corpus reads only documents not seen yet."""
-        known = {} if corpus is None else self._versions.get(tenant, corpus)
+        """The visible version of each listed document that still exists, read now (after
+        the search whose hits are being filtered).
+
+        With `cached`, versions are remembered per tenant and corpus version (VersionCache):
+        the corpus version is read first, and only documents not seen under it are read.
+        That version is read here, not earlier in the job: a question whose search ran
+        after a replace's old chunks were purged must see the new version, and the purge
+        comes after the publish that moved the corpus version.
+        """
+        corpus: str | None = None
+        known: dict[str, str] = {}
+        if cached:
+            corpus = str(await self._redis.get(self._keys.corpus(tenant)) or "0")
+            known = self._versions.get(tenant, corpus)
         todo = [d for d in doc_ids if d not in known]
         if todo:
             async with self._redis.pipeline(transaction=False) as pipe:

@@ -102,8 +102,7 @@ async def _fail(rt: Runtime, job: AnswerJobPayload, kind: str, message: str) -> 
 async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     picked_up = time.time()
     # the corpus version is read before retrieval (here, with the record: one round trip):
-    # an answer cached under it was built from this corpus or older, and document versions
-    # read after it are true for it (DocumentStore.visible_versions)
+    # an answer cached under it was built from this corpus or older
     record, corpus = await asyncio.gather(
         rt.jobs.get(job.job_id), rt.answers.corpus_version(job.tenant)
     )

@@ -71,7 +71,7 @@ async def answer_question(
         condensed = await condense(rt, job, record)
         query = condensed.question
         citations = await rt.retriever.retrieve(
-            job.tenant, query, top_k=request.top_k, filters=request.filters, corpus=corpus
+            job.tenant, query, top_k=request.top_k, filters=request.filters
         )
         retrieved = RetrievalCompleted(citations=citations, query=query)
         if await rt.jobs.append(job.job_id, retrieved) <= 0:
@@ -136,7 +136,7 @@ async def _generate(
     prompt_key: str | None = None
     if job.request_digest is not None and rt.settings.answer_cache_ttl_s > 0:
         docs = sorted({c.document_id for c in citations})
-        versions = await rt.documents.visible_versions(job.tenant, docs, corpus=corpus)
+        versions = await rt.documents.visible_versions(job.tenant, docs, cached=True)
         chunks = [(c.chunk_id, versions.get(c.document_id, "")) for c in citations]
         prompt_key = prompt_digest(
             model,

@@ -62,12 +62,9 @@ class Retriever:
         *,
         top_k: int,
         filters: Mapping[str, Scalar],
-        corpus: str | None = None,
     ) -> list[Citation]:
         """The `top_k` best visible chunks, as citations numbered in rank order, from the
-        collection of the embedding model that serves the tenant now (`corpus`: the
-        tenant's corpus version read before, which lets known document versions be
-        reused)."""
+        collection of the embedding model that serves the tenant now."""
         index = await self._indexes.serving(tenant)
         vector: Sequence[float] | None = None
         if self._mode != "sparse":  # BM25 alone needs no embedding
@@ -82,7 +79,7 @@ class Retriever:
             max_per_document=self._max_per_document,
         )
         visible = await self._documents.visible_versions(
-            tenant, sorted({h.chunk.document_id for h in hits}), corpus=corpus
+            tenant, sorted({h.chunk.document_id for h in hits}), cached=True
         )
         kept = [h for h in hits if visible.get(h.chunk.document_id) == h.chunk.version][:top_k]
         return [_citation(rank, hit) for rank, hit in enumerate(kept, start=1)]
