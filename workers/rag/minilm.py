@@ -20,10 +20,12 @@ from workers.rag import minilmproc
 from workers.rag.bert import HIDDEN, Array, MiniLMEncoder, model_dir
 
 BATCH_SIZE: Final = 8  # texts per executor job: ~0.55 s of one core at 256 tokens
+START_TIMEOUT_S: Final = 120.0  # a child process's start and weights load (~1 s when idle)
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 (384 dims) inside the process; the numpy work runs in an executor.
+    """all-MiniLM-L6-v2 (384 dims); the numpy work runs in an executor (the worker's threads,
+    or processes of its own).
 
     A call keeps up to `in_flight` batches running at once (one per core by default), each on a
     single BLAS thread: on two cores that is ~1.4x the throughput of one batch on two BLAS
@@ -71,7 +73,7 @@ class MiniLMEmbedder:
         first to load the weights, so a model that cannot load fails at start-up."""
         pool = minilmproc.EncoderProcesses(processes)
         try:
-            pool.submit(minilmproc.encode, ["warm-up"]).result()
+            pool.submit(minilmproc.encode, ["warm-up"]).result(timeout=START_TIMEOUT_S)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
