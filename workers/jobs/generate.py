@@ -67,10 +67,11 @@ async def answer_question(
     t0 = time.perf_counter()
     deadline = asyncio.get_running_loop().time() + rt.settings.job_timeout_s * LLM_SHARE
     condensed = Condensed(request.question)
+    versions: dict[str, str] | None = None  # the cited documents' versions, when retrieved
     if announced is None:
         condensed = await condense(rt, job, record)
         query = condensed.question
-        citations = await rt.retriever.retrieve(
+        citations, versions = await rt.retriever.retrieve_versioned(
             job.tenant, query, top_k=request.top_k, filters=request.filters
         )
         retrieved = RetrievalCompleted(citations=citations, query=query)
@@ -81,7 +82,7 @@ async def answer_question(
     retrieval_ms = int((time.perf_counter() - t0) * 1000)
 
     t1 = time.perf_counter()
-    gen = await _generate(rt, job, record, query, citations, emitter, corpus, deadline)
+    gen = await _generate(rt, job, record, query, (citations, versions), emitter, corpus, deadline)
     valid = [c.index for c in citations]
     removed = list(gen.removed_markers)
     if gen.degraded_reason is not None:
@@ -122,12 +123,15 @@ async def _generate(
     job: AnswerJobPayload,
     record: JobRecord,
     question: str,
-    citations: list[Citation],
+    cited: tuple[list[Citation], dict[str, str] | None],
     emitter: Emitter,
     corpus: str,
     deadline: float,
 ) -> Generation:
+    """`cited`: the citations and their documents' versions (None for citations an earlier
+    attempt announced: then they are read)."""
     request = job.request
+    citations, versions = cited
     client = rt.llm_for(job.tier)  # the key's tier: its own endpoints, model and breakers
     if client is None:
         return not_called(Generation(None, degraded_reason="no_llm_configured"))
@@ -135,8 +139,9 @@ async def _generate(
     messages = build_messages(question, citations)
     prompt_key: str | None = None
     if job.request_digest is not None and rt.settings.answer_cache_ttl_s > 0:
-        docs = sorted({c.document_id for c in citations})
-        versions = await rt.documents.visible_versions(job.tenant, docs, cached=True)
+        if versions is None:
+            docs = sorted({c.document_id for c in citations})
+            versions = await rt.documents.visible_versions(job.tenant, docs, cached=True)
         chunks = [(c.chunk_id, versions.get(c.document_id, "")) for c in citations]
         prompt_key = prompt_digest(
             model,

@@ -65,6 +65,19 @@ class Retriever:
     ) -> list[Citation]:
         """The `top_k` best visible chunks, as citations numbered in rank order, from the
         collection of the embedding model that serves the tenant now."""
+        citations, _ = await self.retrieve_versioned(tenant, question, top_k=top_k, filters=filters)
+        return citations
+
+    async def retrieve_versioned(
+        self,
+        tenant: str,
+        question: str,
+        *,
+        top_k: int,
+        filters: Mapping[str, Scalar],
+    ) -> tuple[list[Citation], dict[str, str]]:
+        """`retrieve`'s citations, and the visible version of each cited document (the
+        version its cited chunks belong to), as the filter read them."""
         index = await self._indexes.serving(tenant)
         vector: Sequence[float] | None = None
         if self._mode != "sparse":  # BM25 alone needs no embedding
@@ -82,7 +95,8 @@ class Retriever:
             tenant, sorted({h.chunk.document_id for h in hits}), cached=True
         )
         kept = [h for h in hits if visible.get(h.chunk.document_id) == h.chunk.version][:top_k]
-        return [_citation(rank, hit) for rank, hit in enumerate(kept, start=1)]
+        cited = {h.chunk.document_id: h.chunk.version for h in kept}
+        return [_citation(rank, hit) for rank, hit in enumerate(kept, start=1)], cited
 
 
 def _citation(rank: int, hit: Hit) -> Citation:
