@@ -50,9 +50,9 @@ class RagqWorker(Worker):
         notify_redis: Redis,
         notify_key: str | None,
         lock_ttl_s: float,
-        on_abandoned: AbandonedHook | None = None,
         drain_bucket: DrainBucket,
         drain_ttl_s: int,
+        on_abandoned: AbandonedHook | None = None,
         on_renew: RenewHook | None = None,
         **kwargs: Any,
     ) -> None:

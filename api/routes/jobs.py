@@ -53,20 +53,22 @@ REUSED_KEY = "This `Idempotency-Key` was used with a different request body"
 NO_JOB = "No such job (or another tenant's), or it expired"
 
 
-async def _load(clients: ClientsDep, tenant: str, job_id: str) -> JobRecord:
-    record = await clients.jobs.get(job_id)
+def _owned(record: JobRecord | None, tenant: str, job_id: str) -> JobRecord:
+    """The record if it is the tenant's; another tenant's job is as unknown as a missing one."""
     if record is None or record.tenant != tenant:
         raise NotFound(f"No job {job_id!r}.")
     return record
+
+
+async def _load(clients: ClientsDep, tenant: str, job_id: str) -> JobRecord:
+    return _owned(await clients.jobs.get(job_id), tenant, job_id)
 
 
 async def _load_with_ttl(clients: ClientsDep, tenant: str, job_id: str) -> tuple[JobRecord, int]:
     """The tenant's job and its record's seconds to live (read with it: a terminal job's
     Cache-Control needs them, and a second round trip would cost every poll)."""
     record, ttl = await clients.jobs.get_with_ttl(job_id)
-    if record is None or record.tenant != tenant:
-        raise NotFound(f"No job {job_id!r}.")
-    return record, ttl
+    return _owned(record, tenant, job_id), ttl
 
 
 def _json(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> Response:

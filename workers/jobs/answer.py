@@ -99,13 +99,16 @@ async def _fail(rt: Runtime, job: AnswerJobPayload, kind: str, message: str) -> 
         JOBS_FINISHED.labels(queue=job.request.priority, status="failed").inc()
 
 
+async def _cache_corpus(rt: Runtime, job: AnswerJobPayload) -> str:
+    """The corpus version the answer cache is keyed by ("0" when the job does not use it)."""
+    return await rt.answers.corpus_version(job.tenant) if job.request_digest else "0"
+
+
 async def _run(rt: Runtime, job: AnswerJobPayload, job_try: int) -> None:
     picked_up = time.time()
     # the corpus version is read before retrieval (here, with the record: one round trip):
     # an answer cached under it was built from this corpus or older
-    record, corpus = await asyncio.gather(
-        rt.jobs.get(job.job_id), rt.answers.corpus_version(job.tenant)
-    )
+    record, corpus = await asyncio.gather(rt.jobs.get(job.job_id), _cache_corpus(rt, job))
     if record is None or record.terminal:
         log.info("job.skipped", status=record.status if record else "expired")
         return
